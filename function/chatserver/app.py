@@ -1,0 +1,25 @@
+"""The FastAPI application, built once per process with its engine already loaded."""
+
+from fastapi import FastAPI
+
+from . import __version__
+from .concurrency import Slots
+from .http_errors import install_error_handlers
+from .middleware import BodySizeLimit, RequestContext
+from .routes import router
+from .service import TranscriptionService
+from .settings import Settings
+
+
+def create_app(settings: Settings, service: TranscriptionService | None = None) -> FastAPI:
+    # The model loads here, at import time of the entry point, never in a lifespan hook:
+    # Mangum runs lifespan on every Lambda invocation.
+    app = FastAPI(title="ChatServer", version=__version__, summary="Whisper speech-to-text.")
+    app.state.settings = settings
+    app.state.service = service or TranscriptionService.from_settings(settings)
+    app.state.slots = Slots(settings.max_concurrent_jobs, settings.max_queued_jobs)
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestContext)
+    return app

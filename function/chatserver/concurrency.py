@@ -1,0 +1,33 @@
+"""Admission control: a fixed number of transcriptions at once and a short, bounded line."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from .errors import Busy
+
+
+class Slots:
+    """Beyond ``capacity`` running plus ``queue`` waiting, callers get ``Busy`` at once."""
+
+    def __init__(self, capacity: int, queue: int) -> None:
+        self.capacity = capacity
+        self._limit = capacity + queue
+        self._admitted = 0
+        self._running = anyio.Semaphore(capacity)
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self._admitted >= self._limit:
+            raise Busy(self.capacity)
+        self._admitted += 1
+        try:
+            async with self._running:
+                yield
+        finally:
+            self._admitted -= 1

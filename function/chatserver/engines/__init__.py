@@ -1,0 +1,66 @@
+"""Engine selection: the rest of the service sees only the ``Engine`` interface."""
+
+import logging
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from .. import models
+from ..settings import EngineName, Settings
+from .base import Engine, TranscribeOptions
+
+__all__ = ["Engine", "TranscribeOptions", "load_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+def cpu_threads(settings: Settings) -> int:
+    if settings.cpu_threads:
+        return settings.cpu_threads
+    # Share the cores between the jobs that may run at once rather than oversubscribing them.
+    return max(1, len(os.sched_getaffinity(0)) // settings.max_concurrent_jobs)
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The engine for these settings, loaded once per process and shared by every caller."""
+    return _load(
+        settings.engine,
+        settings.model,
+        settings.model_dir,
+        settings.compute_type,
+        cpu_threads(settings),
+        settings.max_concurrent_jobs,
+    )
+
+
+@lru_cache(maxsize=2)
+def _load(
+    engine: EngineName, model: str, model_dir: Path, compute_type: str, threads: int, workers: int
+) -> Engine:
+    started = time.perf_counter()
+    resolved = models.resolve(model, engine, model_dir)
+    loaded: Engine
+    if engine == "openai-whisper":
+        from .openai import OpenAIWhisperEngine
+
+        loaded = OpenAIWhisperEngine(resolved, cpu_threads=threads, download_root=model_dir)
+    else:
+        from .faster import FasterWhisperEngine
+
+        loaded = FasterWhisperEngine(
+            resolved,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            workers=workers,
+            download_root=model_dir,
+        )
+    logger.info(
+        "loaded engine %s model %s (%s) with %d threads in %.2f s",
+        engine,
+        resolved.name,
+        resolved.location,
+        threads,
+        time.perf_counter() - started,
+    )
+    return loaded

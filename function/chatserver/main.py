@@ -1,0 +1,9 @@
+"""The uvicorn entry point: ``uvicorn chatserver.main:app``."""
+
+from .app import create_app
+from .logs import configure_logging
+from .settings import get_settings
+
+settings = get_settings()
+configure_logging(settings.log_level, settings.log_json)
+app = create_app(settings)
