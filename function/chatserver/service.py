@@ -42,23 +42,32 @@ class TranscriptionService:
         audio: BinaryIO | Path,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
+        max_seconds: float | None = None,
     ) -> Transcript:
-        """Decode and transcribe a file or stream; blocking, so async callers use a thread."""
+        """Decode and transcribe a file or stream; blocking, so async callers use a thread.
+
+        ``max_seconds`` overrides the duration limit (the S3 path allows longer audio).
+        """
+        limit = max_seconds or self.settings.max_audio_seconds
         if isinstance(audio, Path):
-            return self._transcribe_file(audio, options, progress)
+            return self._transcribe_file(audio, options, progress, limit)
         with temporary_audio_path(self.settings.tmp_dir) as path:
             save_stream(audio, path)
-            return self._transcribe_file(path, options, progress)
+            return self._transcribe_file(path, options, progress, limit)
 
     def _transcribe_file(
-        self, path: Path, options: TranscribeOptions, progress: ProgressCallback | None
+        self,
+        path: Path,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None,
+        max_seconds: float,
     ) -> Transcript:
         started = time.perf_counter()
         samples = decode(
             path,
             ffmpeg=self._ffmpeg,
             timeout_s=self.settings.ffmpeg_timeout_s,
-            max_seconds=self.settings.max_audio_seconds,
+            max_seconds=max_seconds,
         )
         decoded = time.perf_counter()
         transcript = self.engine.transcribe(samples, options, progress)
