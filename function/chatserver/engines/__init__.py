@@ -34,7 +34,7 @@ def load_engine(settings: Settings) -> Engine:
     )
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _load(
     engine: EngineName, model: str, model_dir: Path, compute_type: str, threads: int, workers: int
 ) -> Engine:

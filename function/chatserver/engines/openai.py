@@ -34,7 +34,8 @@ class OpenAIWhisperEngine:
     ) -> Transcript:
         with self._lock:
             result = self._model.transcribe(
-                audio,
+                # torch.from_numpy wants a writable array; decoded samples are a read-only view.
+                audio if audio.flags.writeable else audio.copy(),
                 language=options.language,
                 beam_size=options.beam_size,
                 fp16=False,
