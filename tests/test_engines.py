@@ -1,6 +1,7 @@
 """Both engines on real weights: openai-whisper runs on weights derived offline from the packaged model."""
 
 import pytest
+
 from chatserver.audio import decode, ffmpeg_executable
 from chatserver.engines import TranscribeOptions, load_engine
 from chatserver.languages import LANGUAGES
@@ -27,8 +28,9 @@ def test_both_engines_give_the_same_text(make_settings, jfk_samples):
 
 
 def test_openai_engine_detects_language_and_serves_http(make_settings):
-    from chatserver.app import create_app
     from fastapi.testclient import TestClient
+
+    from chatserver.app import create_app
 
     settings = make_settings(engine="openai-whisper")
     item = clip("fleurs-de-000.ogg")

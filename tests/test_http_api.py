@@ -27,6 +27,11 @@ def test_language_names_and_codes_case_insensitive(service, language):
     assert service.options(language).language == "fr"
 
 
+@pytest.mark.parametrize("language", [None, "", "auto", "AUTO"])
+def test_language_omitted_or_auto_means_detect(service, language):
+    assert service.options(language).language is None
+
+
 def test_response_formats(client):
     files = {"file": ("jfk.flac", JFK.path.read_bytes())}
     text = client.post("/transcribe", files=files, data={"response_format": "text"})

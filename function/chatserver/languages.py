@@ -124,9 +124,9 @@ _BY_NAME = {name: code for code, name in LANGUAGES.items()} | _ALIASES
 
 def to_language_code(value: str | None) -> str | None:
     """Map a Whisper language name or code, in any case, to its code; None means detect."""
-    if value is None or not value.strip():
+    key = (value or "").strip().lower()
+    if key in ("", "auto"):
         return None
-    key = value.strip().lower()
     if key in LANGUAGES:
         return key
     if key in _BY_NAME:

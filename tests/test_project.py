@@ -1,0 +1,28 @@
+"""The README's two commands are the ones CI runs."""
+
+import re
+
+from servers import REPO
+
+
+def readme_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_readme_has_the_run_and_test_commands():
+    run, test = readme_commands()
+    assert run.startswith("bash infra/install.sh && ")
+    assert "--host 127.0.0.1 --port 8000" in run
+    assert test.startswith("bash infra/install.sh --dev && ")
+    assert "pytest" in test
+
+
+def test_ci_runs_exactly_the_readme_test_command_then_ruff():
+    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
+    _, test = readme_commands()
+    assert test in ci_lines
+    assert ".venv/bin/ruff check ." in ci_lines
+    assert ".venv/bin/ruff format --check ." in ci_lines
+    assert "set -euo pipefail" in ci_lines, "a failing step (pytest's exit 5 included) must fail CI"
