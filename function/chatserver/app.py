@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from . import __version__
 from .concurrency import Slots
 from .http_errors import install_error_handlers
+from .jobs_routes import router as jobs_router
 from .middleware import BodySizeLimit, RequestContext
 from .routes import router
 from .service import TranscriptionService
@@ -19,6 +20,7 @@ def create_app(settings: Settings, service: TranscriptionService | None = None) 
     app.state.service = service or TranscriptionService.from_settings(settings)
     app.state.slots = Slots(settings.max_concurrent_jobs, settings.max_queued_jobs)
     app.include_router(router)
+    app.include_router(jobs_router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContext)

@@ -5,6 +5,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .concurrency import Slots
+from .errors import S3NotConfigured
+from .job_store import JobStore, make_s3_client
 from .service import TranscriptionService
 from .settings import Settings
 
@@ -24,3 +26,18 @@ def get_slots(request: Request) -> Slots:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[TranscriptionService, Depends(get_service)]
 SlotsDep = Annotated[Slots, Depends(get_slots)]
+
+
+def get_job_store(request: Request) -> JobStore:
+    settings: Settings = request.app.state.settings
+    if not settings.bucket:
+        raise S3NotConfigured()
+    # Built on first use, not in create_app: a deployment without a bucket never makes an S3
+    # client or looks for credentials.
+    store = getattr(request.app.state, "job_store", None)
+    if store is None:
+        store = request.app.state.job_store = JobStore(make_s3_client(settings), settings)
+    return store
+
+
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]

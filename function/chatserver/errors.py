@@ -117,3 +117,45 @@ class InsufficientStorage(ChatServerError):
 
     def __init__(self) -> None:
         super().__init__("The server has no temporary disk space left for this audio; try again later.")
+
+
+class ObjectTooLarge(ChatServerError):
+    """An S3 upload over the job size limit (``aws s3 cp`` is not bound by the POST policy)."""
+
+    status_code = 413
+    error_type = "file_too_large"
+
+    def __init__(self, size: int, limit_bytes: int) -> None:
+        super().__init__(
+            f"The object is {size} bytes, over the {limit_bytes} byte limit for transcription "
+            f"jobs ({limit_bytes / 1024 / 1024:.1f} MiB). Upload a shorter or more compressed recording."
+        )
+
+
+class JobNotFound(ChatServerError):
+    status_code = 404
+    error_type = "job_not_found"
+
+    def __init__(self, job_id: str, malformed: bool) -> None:
+        why = "is not a job id (ids are the job_id that POST /jobs returns)" if malformed else "is unknown"
+        super().__init__(f"Job {job_id[:80]!r} {why}; create a job with POST /jobs.")
+
+
+class S3NotConfigured(ChatServerError):
+    status_code = 501
+    error_type = "s3_not_configured"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The S3 upload path is not configured on this server (set CHATSERVER_BUCKET); "
+            "send recordings to POST /transcribe instead."
+        )
+
+
+class StorageUnavailable(ChatServerError):
+    status_code = 503
+    error_type = "storage_unavailable"
+    transient = True
+
+    def __init__(self) -> None:
+        super().__init__("The job store (S3) did not answer or refused the request; try again.")

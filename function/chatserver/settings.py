@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["faster-whisper", "openai-whisper"]
@@ -39,6 +39,39 @@ class Settings(BaseSettings):
 
     log_json: bool = False
     log_level: str = "INFO"
+
+    # Lambda: a custom domain's base path mapping that API Gateway leaves in the path ("/v1").
+    # Named HTTP API stages ("/prod/transcribe") are recognised from the event without it.
+    api_base_path: str = "/"
+
+    # The S3 path (POST /jobs and the job runner). Without a bucket, POST /jobs answers 501.
+    bucket: str | None = None
+    upload_prefix: str = Field(default="uploads/", min_length=1)
+    result_prefix: str = Field(default="transcripts/", min_length=1)
+    presign_expiry_s: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    # Enforced by the presigned POST policy and again by the runner, since `aws s3 cp` skips
+    # the policy. It must fit Lambda's /tmp (512 MB unless configured larger).
+    max_job_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_job_audio_seconds: float = Field(default=3600.0, gt=0)
+    progress_interval_s: float = Field(default=15.0, gt=0, le=30)
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = Field(default=None, description="None: boto3's own (AWS_REGION in Lambda).")
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+    s3_read_timeout_s: float = Field(default=30.0, gt=0)
+    s3_max_attempts: int = Field(default=4, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _results_outside_uploads(self) -> "Settings":
+        # A result written under the watched prefix would trigger another job, forever; a
+        # result prefix that is a prefix of the upload prefix can put results there too.
+        if self.result_prefix.startswith(self.upload_prefix) or self.upload_prefix.startswith(
+            self.result_prefix
+        ):
+            raise ValueError(
+                f"result_prefix {self.result_prefix!r} and upload_prefix {self.upload_prefix!r} "
+                "must not overlap: results under the upload prefix would trigger new jobs"
+            )
+        return self
 
 
 @lru_cache

@@ -1,0 +1,99 @@
+"""The result document of an S3 transcription job, version 1, as stored at ``<result_prefix><key>.json``.
+
+One JSON document per upload key, always written whole with a single PutObject, so a reader
+sees either the previous version or the next one, never a mix. ``status`` tells the shape:
+``pending`` (POST /jobs created the job, nothing uploaded or picked up yet), ``processing``,
+``completed`` or ``failed``. Fields are only ever added within a schema version.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from .transcript import Segment
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Document(BaseModel):
+    # "schema" is the name in the JSON; as an attribute it would shadow BaseModel.schema().
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    # Declared here so that it comes second in the JSON; each document type narrows it.
+    status: str = Field(description="pending, processing, completed or failed.")
+    job_id: str = Field(description="The upload key relative to the upload prefix.")
+    updated_at: datetime = Field(default_factory=utc_now, description="When this document was written.")
+
+
+class Source(BaseModel):
+    """The exact upload version a result belongs to: a new upload under the same key has a new ETag."""
+
+    bucket: str
+    key: str
+    etag: str = Field(description="The object's ETag without quotes, as S3 events give it.")
+    size: int
+
+
+class JobOptions(BaseModel):
+    language: str | None = Field(
+        default=None, description="ISO 639-1 code from x-amz-meta-language; null: detected."
+    )
+
+
+class JobError(BaseModel):
+    type: str = Field(description="Same values as the HTTP API's error.type, e.g. unsupported_media.")
+    message: str
+
+
+class _RunDocument(_Document):
+    source: Source
+    options: JobOptions
+    created_at: datetime = Field(description="When the upload was stored (the object's Last-Modified).")
+    started_at: datetime = Field(description="When the job runner started on this upload.")
+
+
+class PendingJob(_Document):
+    status: Literal["pending"] = "pending"
+    created_at: datetime = Field(default_factory=utc_now, description="When POST /jobs created the job.")
+    upload_expires_at: datetime = Field(description="The presigned POST is refused after this time.")
+
+
+class ProcessingJob(_RunDocument):
+    status: Literal["processing"] = "processing"
+    progress: float = Field(ge=0, le=1, description="Fraction of the audio transcribed so far.")
+
+
+class CompletedJob(_RunDocument):
+    status: Literal["completed"] = "completed"
+    text: str
+    language: str = Field(description="ISO 639-1 code, given or detected.")
+    duration: float = Field(description="Seconds of audio transcribed.")
+    segments: list[Segment]
+    engine: str
+    model: str
+    finished_at: datetime
+    processing_seconds: float
+
+
+class FailedJob(_RunDocument):
+    status: Literal["failed"] = "failed"
+    error: JobError
+    finished_at: datetime
+    processing_seconds: float
+
+
+JobResult = Annotated[PendingJob | ProcessingJob | CompletedJob | FailedJob, Field(discriminator="status")]
+RunResult = ProcessingJob | CompletedJob | FailedJob
+TerminalResult = CompletedJob | FailedJob
+
+job_result_adapter: TypeAdapter[JobResult] = TypeAdapter(JobResult)
+
+
+def parse_result(data: bytes | str) -> JobResult:
+    return job_result_adapter.validate_json(data)

@@ -1,0 +1,180 @@
+"""Where jobs live in S3: the client, job ids and keys, result documents, and presigned uploads."""
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field, ValidationError
+
+from .errors import StorageUnavailable
+from .job_results import JobResult, PendingJob, parse_result, utc_now
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# boto3 builds its client classes at run time; there is no importable type to name here.
+S3Client = Any
+
+# 128 random bits: ids are the only thing that guards a job's status, so they must be unguessable.
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+LANGUAGE_METADATA = "language"  # sent as the x-amz-meta-language header or POST field
+
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def make_s3_client(settings: Settings) -> S3Client:
+    config = Config(
+        connect_timeout=settings.s3_connect_timeout_s,
+        read_timeout=settings.s3_read_timeout_s,
+        # total_max_attempts counts the first try; botocore's max_attempts would not.
+        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        signature_version="s3v4",
+        # Local S3 servers (moto, SeaweedFS, MinIO) answer on an IP address, where virtual-host
+        # style cannot work; AWS itself takes virtual-host style.
+        s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+    )
+    return boto3.client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config
+    )
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def is_missing(exc: ClientError) -> bool:
+    return error_code(exc) in _MISSING_CODES
+
+
+def is_conflict(exc: ClientError) -> bool:
+    return error_code(exc) in _CONFLICT_CODES
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)
+
+
+def is_job_id(value: str) -> bool:
+    return JOB_ID_PATTERN.fullmatch(value) is not None
+
+
+def upload_key(settings: Settings, job_id: str) -> str:
+    return f"{settings.upload_prefix}{job_id}"
+
+
+def result_key(settings: Settings, key: str) -> str:
+    """``uploads/a/b.wav`` -> ``transcripts/a/b.wav.json``; never under the upload prefix."""
+    if not key.startswith(settings.upload_prefix):
+        raise ValueError(f"{key!r} is not under the upload prefix {settings.upload_prefix!r}")
+    result = f"{settings.result_prefix}{key[len(settings.upload_prefix) :]}.json"
+    # Settings already forbid overlapping prefixes; this is the last line against a trigger loop.
+    if result.startswith(settings.upload_prefix):
+        raise ValueError(f"result key {result!r} would land under the upload prefix")
+    return result
+
+
+class WriteConflict(Exception):
+    """A conditional write lost: the document changed since it was read."""
+
+
+class Stored(NamedTuple):
+    doc: JobResult | None
+    etag: str | None  # the result object's own ETag, for the next conditional write
+
+
+class ResultStore:
+    """Result documents, each read and written whole; writes are conditional on what was read."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self.s3 = s3
+
+    def read(self, bucket: str, key: str) -> Stored:
+        try:
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            body = response["Body"].read()
+        except ClientError as exc:
+            if is_missing(exc):
+                return Stored(None, None)
+            raise
+        try:
+            return Stored(parse_result(body), response["ETag"])
+        except ValidationError:
+            # Not ours or from a future schema: keep its ETag so a conditional write can replace it.
+            logger.warning("s3://%s/%s is not a schema 1 job result; it will be replaced", bucket, key)
+            return Stored(None, response["ETag"])
+
+    def write(self, bucket: str, key: str, doc: JobResult, *, replaces: str | None) -> str:
+        """Write ``doc`` only if the stored document is still ``replaces`` (None: still absent)."""
+        condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
+        try:
+            response = self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=doc.model_dump_json().encode(),
+                ContentType="application/json",
+                CacheControl="no-store",
+                **condition,
+            )
+        except ClientError as exc:
+            if is_conflict(exc):
+                raise WriteConflict(key) from exc
+            raise
+        return response["ETag"]
+
+
+class PresignedPost(BaseModel):
+    url: str = Field(description="POST a multipart/form-data body here.")
+    fields: dict[str, str] = Field(description="Send every field as is, then the file last, as 'file'.")
+
+
+@dataclass
+class JobStore:
+    """What the jobs API needs: create a job (pending marker + presigned POST), read its result."""
+
+    s3: S3Client
+    settings: Settings
+
+    @property
+    def bucket(self) -> str:
+        if not self.settings.bucket:
+            raise RuntimeError("JobStore needs settings.bucket")
+        return self.settings.bucket
+
+    def create(self, language: str | None) -> tuple[str, PendingJob, PresignedPost]:
+        job_id = new_job_id()
+        key = upload_key(self.settings, job_id)
+        expiry = self.settings.presign_expiry_s
+        pending = PendingJob(job_id=job_id, upload_expires_at=utc_now() + timedelta(seconds=expiry))
+        fields: dict[str, str] = {}
+        # Every field must appear in the policy, so a client can neither add metadata nor change
+        # the key or the language it asked for.
+        conditions: list[Any] = [["content-length-range", 1, self.settings.max_job_upload_bytes]]
+        if language:
+            fields[f"x-amz-meta-{LANGUAGE_METADATA}"] = language
+            conditions.append({f"x-amz-meta-{LANGUAGE_METADATA}": language})
+        try:
+            # The marker makes GET /jobs/{id} tell "pending" from "unknown" before any upload.
+            ResultStore(self.s3).write(self.bucket, result_key(self.settings, key), pending, replaces=None)
+            post = self.s3.generate_presigned_post(
+                Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expiry
+            )
+        except (ClientError, BotoCoreError, WriteConflict) as exc:
+            logger.error("could not create job %s in s3://%s: %s", job_id, self.bucket, exc)
+            raise StorageUnavailable() from exc
+        logger.info("job %s created: upload to s3://%s/%s within %d s", job_id, self.bucket, key, expiry)
+        return job_id, pending, PresignedPost(url=post["url"], fields=post["fields"])
+
+    def get(self, job_id: str) -> Stored:
+        key = result_key(self.settings, upload_key(self.settings, job_id))
+        try:
+            return ResultStore(self.s3).read(self.bucket, key)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("could not read job %s at s3://%s/%s: %s", job_id, self.bucket, key, exc)
+            raise StorageUnavailable() from exc
