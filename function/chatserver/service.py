@@ -71,11 +71,18 @@ class TranscriptionService:
         )
         decoded = time.perf_counter()
         transcript = self.engine.transcribe(samples, options, progress)
+        done = time.perf_counter()
         logger.info(
             "transcribed %.2f s of %s audio: decode %.2f s, engine %.2f s",
             transcript.duration,
             transcript.language,
             decoded - started,
-            time.perf_counter() - decoded,
+            done - decoded,
+            extra={
+                "audio_duration_s": transcript.duration,
+                "language": transcript.language,
+                "decode_s": round(decoded - started, 3),
+                "engine_s": round(done - decoded, 3),
+            },
         )
         return transcript

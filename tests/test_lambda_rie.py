@@ -1,0 +1,264 @@
+"""The Lambda handler under the real runtime: aws-lambda-rie + awslambdaric, events as AWS sends them.
+
+One emulator serves the whole module, as one execution environment serves many events: the
+model loads once at init, and every test after the first runs warm. S3 is a moto server on
+127.0.0.1. The emulator comes from the aws-sam-cli wheel (infra/lambda_local.py finds it).
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from speech import clip, normalise, wer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "infra"))
+
+import lambda_local  # noqa: E402  (infra/ is not a package: the script is imported by path)
+from lambda_local import Emulator, http_response_body, load_event, s3_put_event, sqs_event, with_audio  # noqa: E402
+
+BUCKET = "chatserver-rie-test"
+REGION = "eu-west-1"
+JFK = clip("jfk.flac")
+ONE_TWO_THREE = clip("sr_english.wav")
+# Whisper writes the three words as digits or as words, depending on decoding.
+ONE_TWO_THREE_TEXTS = {"one two three", "1 2 3"}
+
+try:
+    lambda_local.find_rie()
+except FileNotFoundError as missing:
+    if os.environ.get("CI"):
+        raise  # CI installs aws-sam-cli (.venv-sam): a missing emulator is a broken install there
+    pytest.skip(str(missing), allow_module_level=True)
+
+
+@dataclass
+class Lambda:
+    emulator: Emulator
+    s3: object  # a boto3 S3 client on the moto server
+
+
+@pytest.fixture(scope="module")
+def fn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lambda]:
+    moto_port = lambda_local.free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    log = tmp_path_factory.mktemp("rie") / "rie.log"
+    emulator = Emulator(
+        log=log,
+        timeout_s=120,
+        env={
+            **credentials,
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "CHATSERVER_BUCKET": BUCKET,
+            "CHATSERVER_S3_ENDPOINT_URL": endpoint,
+            "CHATSERVER_LOG_JSON": "true",
+            # Greedy decoding: these tests are about the runtime, not about accuracy, and
+            # the machine is shared.
+            "CHATSERVER_BEAM_SIZE": "1",
+        },
+    )
+    try:
+        emulator.start()
+        yield Lambda(emulator, s3)
+    finally:
+        emulator.stop()
+        moto.stop()
+
+
+def _json_log_lines(emulator: Emulator) -> list[dict]:
+    lines = []
+    for line in emulator.log_text().splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return lines
+
+
+def _transcribe(fn: Lambda, event: dict) -> dict:
+    result = fn.emulator.invoke(event)
+    assert result.get("statusCode") == 200, result
+    return json.loads(http_response_body(result))
+
+
+def test_rest_api_v1_event_with_base64_multipart_body(fn: Lambda) -> None:
+    event = with_audio(load_event("api-v1.json"), JFK.path)
+    assert event["isBase64Encoded"] is True
+    body = _transcribe(fn, event)
+    assert body["language"] == "en"
+    assert wer(JFK.reference, body["transcript"]) < 0.1, body
+
+
+def test_http_api_v2_event_with_a_stage_prefixed_path(fn: Lambda) -> None:
+    event = with_audio(load_event("api-v2.json"), JFK.path, {"language": "en"})
+    assert event["rawPath"] == "/prod/transcribe"  # a named stage stays in the path
+    result = fn.emulator.invoke(event)
+    assert result["statusCode"] == 200, result
+    assert wer(JFK.reference, json.loads(http_response_body(result))["transcript"]) < 0.1
+    # Lambda's request id is the one the app answers with and logs under.
+    request_id = result["headers"]["x-request-id"]
+    access = [line for line in _json_log_lines(fn.emulator) if line.get("name") == "chatserver.access"]
+    assert any(
+        line["request_id"] == request_id and line["route"] == "/prod/transcribe" and line["time_s"] > 0
+        for line in access
+    ), access
+
+
+def test_committed_sample_events_transcribe_as_they_are(fn: Lambda) -> None:
+    for name in ("api-v1.json", "api-v2.json"):
+        body = _transcribe(fn, load_event(name))
+        assert normalise(body["transcript"]) in ONE_TWO_THREE_TEXTS, (name, body)
+
+
+def _result(fn: Lambda, key: str) -> dict:
+    return json.loads(fn.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_s3_put_event_writes_the_result_to_the_bucket(fn: Lambda) -> None:
+    key = "uploads/jfk speech.flac"
+    put = fn.s3.put_object(Bucket=BUCKET, Key=key, Body=JFK.path.read_bytes())
+    # S3 sends keys URL-encoded, with '+' for spaces.
+    event = s3_put_event(BUCKET, "uploads/jfk+speech.flac", JFK.path.stat().st_size, put["ETag"].strip('"'))
+    answer = fn.emulator.invoke(event)
+    assert "errorType" not in (answer or {}), answer
+    result = _result(fn, "transcripts/jfk speech.flac.json")
+    assert result["status"] == "completed", result
+    assert wer(JFK.reference, result["text"]) < 0.1, result
+    # The job's log lines name the object, and the service's line has the audio duration.
+    lines = [line for line in _json_log_lines(fn.emulator) if line.get("object_key") == key]
+    assert any(line.get("audio_duration_s") == pytest.approx(JFK.duration, abs=0.1) for line in lines), lines
+    assert any("time_s" in line for line in lines), lines
+
+
+# botocore refuses this bucket name before sending anything: a failure that is not a result
+# the runner could write, as an S3 outage would be.
+UNREACHABLE_BUCKET = "not/a/bucket"
+
+
+def test_s3_event_that_fails_raises_so_lambda_retries_it(fn: Lambda) -> None:
+    event = s3_put_event(UNREACHABLE_BUCKET, "uploads/x.webm", 10)
+    answer = fn.emulator.invoke(event)
+    # An error answer, not a success with an error inside: Lambda retries an asynchronous
+    # event that raised, then sends it to the on-failure destination.
+    assert answer["errorType"] == "ParamValidationError", answer
+    assert fn.emulator.alive()
+
+
+def test_sqs_wrapped_s3_events_report_only_the_failed_message(fn: Lambda) -> None:
+    key = "uploads/one two three.wav"
+    put = fn.s3.put_object(Bucket=BUCKET, Key=key, Body=ONE_TWO_THREE.path.read_bytes())
+    good = s3_put_event(
+        BUCKET, "uploads/one+two+three.wav", ONE_TWO_THREE.path.stat().st_size, put["ETag"].strip('"')
+    )
+    bad = s3_put_event(UNREACHABLE_BUCKET, "uploads/y.webm", 10)
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}
+    event = sqs_event(
+        {"m-good": json.dumps(good), "m-bad": json.dumps(bad), "m-test": json.dumps(test_event)}
+    )
+    answer = fn.emulator.invoke(event)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    result = _result(fn, "transcripts/one two three.wav.json")
+    assert result["status"] == "completed", result
+    assert normalise(result["text"]) in ONE_TWO_THREE_TEXTS, result
+
+
+def _rest_event(method: str, path: str, body: str | None = None, content_type: str | None = None) -> dict:
+    """A REST API (v1) event for ``path`` under the Prod stage, as API Gateway builds it."""
+    event = load_event("api-v1.json") | {"path": path, "httpMethod": method, "resource": path}
+    event.update(body=body, isBase64Encoded=False)
+    headers = {k: v for k, v in event["headers"].items() if not k.lower().startswith("content-")}
+    if content_type:
+        headers["Content-Type"] = content_type
+    event["headers"] = headers
+    event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    event["requestContext"].update(path=f"/Prod{path}", httpMethod=method, resourcePath=path)
+    return event
+
+
+def test_job_through_the_api_and_the_bucket(fn: Lambda) -> None:
+    created = fn.emulator.invoke(
+        _rest_event("POST", "/jobs", "language=en", "application/x-www-form-urlencoded")
+    )
+    assert created["statusCode"] == 201, created
+    job = json.loads(created["body"])
+    # Built by the app from the request: the stage the client called is in it.
+    host = load_event("api-v1.json")["headers"]["Host"]
+    assert job["status_url"] == f"https://{host}/Prod/jobs/{job['job_id']}"
+    put = fn.s3.put_object(
+        Bucket=BUCKET,
+        Key=job["upload_key"],
+        Body=ONE_TWO_THREE.path.read_bytes(),
+        Metadata={"language": "en"},
+    )
+    fn.emulator.invoke(
+        s3_put_event(BUCKET, job["upload_key"], ONE_TWO_THREE.path.stat().st_size, put["ETag"].strip('"'))
+    )
+    status = fn.emulator.invoke(_rest_event("GET", f"/jobs/{job['job_id']}"))
+    assert status["statusCode"] == 200, status
+    result = json.loads(status["body"])
+    assert result["status"] == "completed", result
+    assert normalise(result["text"]) in ONE_TWO_THREE_TEXTS
+
+
+def test_unknown_event_is_refused_and_the_runtime_stays_up(fn: Lambda) -> None:
+    answer = fn.emulator.invoke({"hello": "world"})
+    assert answer["errorType"] == "UnsupportedEvent", answer
+    assert "hello" in answer["errorMessage"]
+    assert any(
+        line.get("level") == "ERROR" and "unknown shape" in line["message"]
+        for line in _json_log_lines(fn.emulator)
+    )
+    assert fn.emulator.alive()
+    health = load_event("api-v2.json") | {"body": None, "isBase64Encoded": False, "rawPath": "/prod/health"}
+    health["headers"] = {k: v for k, v in health["headers"].items() if not k.startswith("content-")}
+    health["requestContext"]["http"].update(method="GET", path="/prod/health")
+    result = fn.emulator.invoke(health)
+    assert result["statusCode"] == 200, result
+    assert json.loads(result["body"])["status"] == "ok"
+
+
+def test_model_loaded_once_and_cold_start_reported(
+    fn: Lambda, record_property, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = fn.emulator.wait_for_reports(count=fn.emulator.invocations)
+    assert len(reports) == fn.emulator.invocations >= 1, fn.emulator.log_text()[-3000:]
+    # One init for every invocation of the module: only the first REPORT has an Init Duration,
+    # the emulator ran one init phase, and the engine was loaded once.
+    cold = [report for report in reports if report.init_ms is not None]
+    assert len(cold) == 1, reports
+    assert cold[0] == reports[0], reports
+    init_phase = fn.emulator.init_reports_ms()
+    assert len(init_phase) == 1, init_phase
+    loads = [line for line in _json_log_lines(fn.emulator) if line.get("name") == "chatserver.engines"]
+    assert len(loads) == 1, loads
+    record_property("init_phase_ms", init_phase[0])
+    record_property("report_init_duration_ms", cold[0].init_ms)
+    record_property("first_invocation_ms", cold[0].duration_ms)
+    with capsys.disabled():
+        sys.stdout.write(
+            f"\n[lambda cold start under aws-lambda-rie] init phase (INIT REPORT durationMs): "
+            f"{init_phase[0]:.0f} ms; REPORT 'Init Duration': {cold[0].init_ms} ms; first invocation "
+            f"(init + jfk.flac): {cold[0].duration_ms:.0f} ms; warm invocations: "
+            f"{', '.join(f'{r.duration_ms:.0f}' for r in reports[1:])} ms\n"
+        )

@@ -1,0 +1,220 @@
+"""template.yaml: linted as CI and AWS would (cfn-lint, sam validate --lint), then read for
+what the function needs: its routes, bucket, trigger, least privilege and failure handling.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from chatserver.routes import router as transcribe_routes
+from chatserver.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "template.yaml"
+sys.path.insert(0, str(REPO / "infra"))
+
+from lambda_local import find_sam  # noqa: E402
+
+from chatserver.jobs_routes import router as jobs_routes  # noqa: E402
+
+
+def dockerfile_build_args() -> dict[str, str]:
+    text = (REPO / "Dockerfile").read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+
+
+def load() -> dict[str, Any]:
+    template, errors = decode(str(TEMPLATE))
+    assert not errors, errors
+    return template
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def the_function(template: dict[str, Any]) -> dict[str, Any]:
+    (function,) = resources(template, "AWS::Serverless::Function").values()
+    return function
+
+
+def test_cfn_lint_passes() -> None:
+    cfn_lint = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
+    result = subprocess.run(
+        [cfn_lint, str(TEMPLATE)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes() -> None:
+    try:
+        sam = find_sam()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(missing))
+    result = subprocess.run(
+        [str(sam), "validate", "--lint", "--region", "eu-west-1", "--template-file", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_function_is_the_image_built_from_the_dockerfile() -> None:
+    function = the_function(load())
+    assert function["Properties"]["PackageType"] == "Image"
+    metadata = function["Metadata"]
+    assert metadata["Dockerfile"] == "Dockerfile"
+    assert metadata["DockerContext"] == "."
+    defaults = dockerfile_build_args()
+    assert metadata["DockerBuildArgs"] == {"ENGINE": defaults["ENGINE"], "MODEL": defaults["MODEL"]}
+
+
+def test_sizing_is_parameters_with_defaults_for_the_base_model() -> None:
+    template = load()
+    parameters = template["Parameters"]
+    properties = the_function(template)["Properties"]
+    assert properties["MemorySize"] == {"Ref": "MemorySize"}
+    assert properties["Timeout"] == {"Ref": "Timeout"}
+    assert properties["EphemeralStorage"] == {"Size": {"Ref": "EphemeralStorage"}}
+    assert "ReservedConcurrency" in str(properties["ReservedConcurrentExecutions"])
+    assert 1769 <= parameters["MemorySize"]["Default"] <= 10240  # at least one full vCPU
+    assert parameters["Timeout"]["Default"] <= 900
+    # /tmp holds an S3 upload while it is decoded.
+    settings = Settings()
+    assert parameters["EphemeralStorage"]["Default"] * 1024 * 1024 > settings.max_job_upload_bytes
+    assert parameters["ReservedConcurrency"]["Default"] == -1  # reserve nothing unless asked
+
+
+def test_api_routes_are_the_apps_routes_with_binary_media_types() -> None:
+    template = load()
+    events = the_function(template)["Properties"]["Events"].values()
+    routes = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"
+    }
+    # Starlette's {name:path} is API Gateway's greedy {name+}.
+    app_routes = {
+        (method, re.sub(r"\{(\w+):path\}", r"{\1+}", route.path))
+        for router in (transcribe_routes, jobs_routes)
+        for route in router.routes
+        for method in route.methods
+    }
+    assert routes == app_routes
+    (api,) = resources(template, "AWS::Serverless::Api").values()
+    # REST APIs pass a multipart body to Lambda base64-encoded only for listed media types.
+    assert {"multipart~1form-data", "audio~1*"} <= set(api["Properties"]["BinaryMediaTypes"])
+
+
+def test_bucket_is_private_encrypted_and_takes_browser_posts() -> None:
+    bucket = load()["Resources"]["AudioBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedMethods"] == ["POST"]
+
+
+def test_trigger_watches_only_the_upload_prefix_that_the_app_uses() -> None:
+    template = load()
+    (trigger,) = [e for e in the_function(template)["Properties"]["Events"].values() if e["Type"] == "S3"]
+    assert trigger["Properties"]["Bucket"] == {"Ref": "AudioBucket"}
+    assert trigger["Properties"]["Events"] == "s3:ObjectCreated:*"
+    (rule,) = trigger["Properties"]["Filter"]["S3Key"]["Rules"]
+    assert rule == {"Name": "prefix", "Value": {"Ref": "UploadPrefix"}}
+    settings = Settings()
+    assert template["Parameters"]["UploadPrefix"]["Default"] == settings.upload_prefix
+    assert template["Parameters"]["ResultPrefix"]["Default"] == settings.result_prefix
+    env = the_function(template)["Properties"]["Environment"]["Variables"]
+    assert env["CHATSERVER_UPLOAD_PREFIX"] == {"Ref": "UploadPrefix"}
+    assert env["CHATSERVER_RESULT_PREFIX"] == {"Ref": "ResultPrefix"}
+
+
+def test_policies_are_least_privilege() -> None:
+    template = load()
+    properties = the_function(template)["Properties"]
+    bucket_name = template["Resources"]["AudioBucket"]["Properties"]["BucketName"]
+    # One name in three places: a Ref to the bucket would be a dependency cycle.
+    assert properties["Environment"]["Variables"]["CHATSERVER_BUCKET"] == bucket_name
+    (policy,) = properties["Policies"]
+    granted: dict[str, set[str]] = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        pattern, values = statement["Resource"]["Fn::Sub"]
+        assert values == bucket_name["Fn::Sub"][1]
+        assert pattern.startswith("arn:${AWS::Partition}:s3:::" + bucket_name["Fn::Sub"][0])
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        scope = pattern.split(bucket_name["Fn::Sub"][0], 1)[1]
+        granted.setdefault(scope, set()).update(actions)
+    assert granted == {
+        "/${UploadPrefix}*": {"s3:GetObject", "s3:PutObject"},  # read uploads; sign presigned POSTs
+        "/${ResultPrefix}*": {"s3:GetObject", "s3:PutObject"},
+        "": {"s3:ListBucket"},  # 404 rather than 403 for a result not written yet
+    }
+
+
+def test_failed_s3_events_are_retried_then_dead_lettered() -> None:
+    template = load()
+    config = the_function(template)["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == {"Ref": "AsyncRetryAttempts"}
+    assert template["Parameters"]["AsyncRetryAttempts"]["Default"] >= 1
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
+    assert template["Resources"]["FailedEventsQueue"]["Type"] == "AWS::SQS::Queue"
+
+
+def test_outputs_name_the_api_url_and_the_bucket() -> None:
+    outputs = load()["Outputs"]
+    assert "execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert outputs["BucketName"]["Value"] == {"Ref": "AudioBucket"}
+
+
+def test_sam_transform_adds_the_dead_letter_permission_and_the_notification(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from samtranslator.translator.transform import transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    template = load()
+    # sam build fills in the image it pushed.
+    the_function(template)["Properties"]["ImageUri"] = (
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/chatserver:x"
+    )
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    output = transform(template, {}, NoManagedPolicies())
+    (role,) = resources(output, "AWS::IAM::Role").values()
+    sends = [
+        statement
+        for policy in role["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "sqs:SendMessage"
+    ]
+    assert sends == [
+        {
+            "Action": "sqs:SendMessage",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]},
+        }
+    ]
+    bucket = output["Resources"]["AudioBucket"]
+    (notification,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert notification["Event"] == "s3:ObjectCreated:*"
+    # The bucket waits for the permission that lets S3 invoke the function.
+    assert bucket["DependsOn"] == ["TranscribeFunctionUploadPermission"]
