@@ -4,10 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+
 from chatserver.app import create_app
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture

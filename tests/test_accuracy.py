@@ -2,6 +2,7 @@
 
 import jiwer
 import pytest
+
 from speech import MANIFEST, clip, normalise
 
 JFK = clip("jfk.flac")

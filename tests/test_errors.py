@@ -1,6 +1,7 @@
 """Bad input: the right status, a message naming what was wrong and what is accepted, no temp file left."""
 
 import pytest
+
 from speech import clip
 
 JFK = clip("jfk.flac")
@@ -65,8 +66,9 @@ def test_playlist_that_points_at_local_files_is_refused(client):
 
 @pytest.fixture
 def small_limits_client(make_settings):
-    from chatserver.app import create_app
     from fastapi.testclient import TestClient
+
+    from chatserver.app import create_app
 
     settings = make_settings(max_upload_bytes=300_000, max_audio_seconds=5)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -3,6 +3,7 @@
 import subprocess
 
 import pytest
+
 from chatserver.audio import ffmpeg_executable
 from speech import clip, wer
 

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from speech import clip, normalise
 
 SHORT = clip("sr_english.wav")

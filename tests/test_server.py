@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+
 from servers import uvicorn_server
 from speech import clip
 
