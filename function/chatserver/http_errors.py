@@ -1,5 +1,6 @@
 """Every error leaves as ``{"error": {"type", "message", "request_id"}}`` with the right status."""
 
+import errno
 import logging
 from collections.abc import Mapping
 
@@ -8,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from .errors import ACCEPTED_FORMATS, ChatServerError
+from .errors import ACCEPTED_FORMATS, ChatServerError, InsufficientStorage
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Starlette spools uploads over 1 MB to the temp dir while parsing the form, and
+            # FastAPI reports any failure there as a 400: a full disk is not the client's fault.
+            return await service_error(request, InsufficientStorage())
         error_type = _HTTP_TYPES.get(exc.status_code, "http_error")
         return _error(request, exc.status_code, error_type, str(exc.detail), exc.headers)
 
@@ -63,9 +69,13 @@ def install_error_handlers(app: FastAPI) -> None:
             getattr(request.state, "request_id", "-"),
             exc_info=exc,
         )
+        rid = getattr(request.state, "request_id", None)
         return _error(
             request,
             500,
             "internal_error",
             "The server failed while handling this request; quote the request_id when reporting it.",
+            # Starlette answers unhandled errors outside every middleware, so RequestContext
+            # never sees this response to add the header: add it here.
+            {"X-Request-ID": rid} if rid else None,
         )

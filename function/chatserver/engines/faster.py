@@ -1,5 +1,6 @@
 """faster-whisper (CTranslate2): the default engine, int8 on CPU."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ class FasterWhisperEngine:
         workers: int,
         download_root: Path,
     ) -> None:
+        # onnxruntime, which runs the VAD model, otherwise starts Microsoft's telemetry: it leaves
+        # a session file (.ses) in the temp dir and would send events wherever there is network.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         from faster_whisper import WhisperModel
 
         self.model = model.name

@@ -1,0 +1,278 @@
+"""One command: ``.venv/bin/python -m bench`` (about 12 min on 2 cores; ``--quick``: about 4).
+
+Runs every part in turn, each in fresh processes on 127.0.0.1, and writes
+bench/results/<date>.md (+ .json) and bench/results/latest.md; where README.md has the
+markers ``<!-- bench:start -->`` / ``<!-- bench:end -->``, the latest report goes between them.
+Shortfalls against the targets are reported in the table, never hidden; ``--strict`` also
+makes them the exit status.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .common import REPO, Clip, load_manifest, restricted
+
+logger = logging.getLogger("bench")
+
+PARTS = ("a", "b", "c", "d", "sweep", "memory", "load")
+# One clip per language plus the two classic English ones: --quick.
+SUBSET = (
+    "jfk.flac",
+    "sr_english.wav",
+    "fleurs-en-000.ogg",
+    "fleurs-fr-000.ogg",
+    "stp-fr-01.wav",
+    "fleurs-de-001.ogg",
+    "fleurs-es-002.ogg",
+)
+LOAD_CLIPS = ("jfk.flac", "sr_english.wav", "fleurs-en-004.ogg", "stp-fr-05.wav", "fleurs-es-002.ogg")
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--audio", type=Path, help="a folder with manifest.tsv (default: ../shared/audio)")
+    parser.add_argument("--clips", help="comma-separated file names from the manifest (default: all)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run: 7 clips, small sweep, 4 clients x 10 s"
+    )
+    parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {','.join(PARTS)}")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a service setting for a, b, c and the load (e.g. beam_size=1); repeatable",
+    )
+    parser.add_argument(
+        "--seed-beam", type=int, default=None, help="(d) beam size (default: openai-whisper's greedy)"
+    )
+    parser.add_argument(
+        "--sweep-clips",
+        default="2",
+        help="settings table: N (first N clips per language, default 2), 'all', or file names",
+    )
+    parser.add_argument("--requests", type=int, default=200, help="memory: sequential requests (default 200)")
+    parser.add_argument("--load-clients", type=int, default=16, help="load: closed-loop clients (default 16)")
+    parser.add_argument("--load-seconds", type=float, default=60, help="load: seconds (default 60)")
+    parser.add_argument(
+        "--throughput-seconds",
+        type=float,
+        default=20,
+        help="load: seconds at 1 and at 4 clients, one clip (default 20; 0 skips)",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where reports go")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--keep-work", action="store_true", help="keep the logs and temp dirs of the run")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clips = args.clips or ",".join(SUBSET)
+        args.sweep_clips = "1" if args.sweep_clips == "2" else args.sweep_clips
+        args.requests = min(args.requests, 60)
+        args.load_clients = min(args.load_clients, 4)
+        args.load_seconds = min(args.load_seconds, 10)
+        args.throughput_seconds = min(args.throughput_seconds, 8)
+    unknown = set(filter(None, args.skip.split(","))) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts in --skip: {sorted(unknown)}")
+    if args.requests <= 20:
+        parser.error("--requests must be over 20: RSS after 20 requests is the reference point")
+    return args
+
+
+def _pick(manifest: list[Clip], names: str | None) -> list[Clip]:
+    if not names:
+        return manifest
+    by_name = {c.path.name: c for c in manifest}
+    missing = [n for n in names.split(",") if n not in by_name]
+    if missing:
+        raise SystemExit(f"not in the manifest: {missing}")
+    return [by_name[n] for n in names.split(",")]
+
+
+def _sweep_clips(clips: list[Clip], spec: str) -> list[Clip]:
+    """``all``, ``N`` (the first N clips of each language, in manifest order) or file names."""
+    if spec == "all":
+        return clips
+    if spec.isdigit():
+        per_language: dict[str, list[Clip]] = {}
+        for clip in clips:
+            per_language.setdefault(clip.language, []).append(clip)
+        chosen = {c.path.name for group in per_language.values() for c in group[: int(spec)]}
+        return [c for c in clips if c.path.name in chosen]
+    return _pick(clips, spec)
+
+
+def _apply_settings(pairs: list[str]) -> dict[str, str]:
+    """--set name=value becomes CHATSERVER_NAME=value here, so Settings() and every child see it."""
+    env = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        env[f"CHATSERVER_{name.strip().upper()}"] = value.strip()
+    os.environ.update(env)
+    return env
+
+
+def _update_readme(report: str) -> bool:
+    readme = REPO / "README.md"
+    if not readme.exists():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    # The report's headings sit under the README's own "Benchmarks" heading.
+    body = "\n".join("##" + line if line.startswith("#") else line for line in report.splitlines())
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}", encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    overrides = _apply_settings(args.set)
+    skip = set(filter(None, args.skip.split(",")))
+
+    from chatserver.engines import cpu_threads
+    from chatserver.settings import Settings
+
+    from . import checks, machine
+    from .report import Run, render
+    from .sweep import Config, configs, sweep
+
+    settings = Settings()
+    manifest = load_manifest(args.audio) if args.audio else load_manifest()
+    clips = _pick(manifest, args.clips)
+    warmup = min(clips, key=lambda c: c.duration)
+    threads = cpu_threads(settings)
+    run = Run(
+        machine=machine.describe(),
+        load_before=machine.load_average(),
+        settings={
+            "engine": settings.engine,
+            "model": settings.model,
+            "compute_type": settings.compute_type,
+            "beam_size": str(settings.beam_size),
+            "vad_filter": str(settings.vad_filter).lower(),
+            "cpu_threads": f"{settings.cpu_threads or 'auto'} ({threads})",
+            "max_concurrent_jobs": str(settings.max_concurrent_jobs),
+            "max_queued_jobs": str(settings.max_queued_jobs),
+        },
+        clips=clips,
+        warmup=warmup,
+        defaults_label=Config(settings.beam_size, settings.compute_type, settings.vad_filter, threads).label,
+        command="python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    )
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="chatserver-bench-"))
+    logger.info("work dir %s; %d clips, %.0f s of audio", work, len(clips), sum(c.duration for c in clips))
+    env = dict(overrides)
+    try:
+        if "c" not in skip:
+            from .local import engine_floor
+
+            logger.info("(c) engine floor")
+            run.results["c"] = engine_floor(clips, warmup, env, work / "c")
+        if "a" not in skip:
+            from .http_service import http_service
+
+            logger.info("(a) service over HTTP")
+            run.results["a"] = http_service(clips, warmup, env, work / "a")
+        if "b" not in skip:
+            from .lambda_rie import lambda_handler
+
+            logger.info("(b) Lambda handler under the RIE")
+            run.results["b"] = lambda_handler(clips, warmup, env, work / "b")
+        if "d" not in skip:
+            from chatserver.models import resolve
+
+            from .local import seed_pipeline
+
+            checkpoint = Path(resolve(settings.model, "openai-whisper", settings.model_dir).location)
+            if checkpoint.suffix != ".pt":
+                logger.warning("(d) skipped: no openai-whisper checkpoint for model %s", settings.model)
+            else:
+                logger.info("(d) seed pipeline (%s)", checkpoint.name)
+                run.results["d"] = seed_pipeline(clips, warmup, {}, work / "d", checkpoint, args.seed_beam)
+        for key, result in sorted(run.results.items()):
+            logger.info(
+                "%s: RTF %.3f, CPU/audio %.3f, cold %.2f s, WER %.3f",
+                key,
+                result.rtf,
+                result.cpu_per_audio_s or 0,
+                result.cold_start_s or 0,
+                result.mean_wer,
+            )
+        run.checks += checks.target_checks(run.results)
+        if "sweep" not in skip:
+            defaults = Config(settings.beam_size, settings.compute_type, settings.vad_filter, threads)
+            chosen = configs(defaults)
+            run.sweep_clips = _sweep_clips(clips, args.sweep_clips)
+            names = [c.path.name for c in run.sweep_clips]
+            measured = {}
+            if "c" in run.results:  # (c) ran the defaults on these clips already
+                measured[defaults.label] = restricted(run.results["c"], names, defaults.label)
+            logger.info("settings sweep: %d configurations on %d clips", len(chosen), len(names))
+            run.sweep_rows = sweep(run.sweep_clips, warmup, env, work / "sweep", chosen, measured)
+        if "memory" not in skip:
+            from .memory import rss_over_requests
+
+            logger.info("memory: %d sequential requests with %s", args.requests, warmup.path.name)
+            run.memory = rss_over_requests(warmup, env, work / "memory", total=args.requests)
+            run.checks += checks.memory_checks(run.memory)
+        if "load" not in skip:
+            from .load import load_test
+
+            load_clips = [c for c in _pick(manifest, ",".join(LOAD_CLIPS))]
+            logger.info("load: %d clients x %g s", args.load_clients, args.load_seconds)
+            run.load = load_test(
+                load_clips, env, work / "load", args.load_clients, args.load_seconds, args.throughput_seconds
+            )
+            logger.info("load: %s", run.load.burst.summary())
+            run.checks += checks.load_checks(run.load)
+    except BaseException:
+        logger.exception("benchmark failed; logs kept in %s", work)
+        raise
+    run.load_after = machine.load_average()
+    run.minutes = (time.monotonic() - started) / 60
+
+    report = render(run)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    (args.out / f"{stamp}.md").write_text(report, encoding="utf-8")
+    (args.out / "latest.md").write_text(report, encoding="utf-8")
+    raw = {
+        "machine": run.machine,
+        "settings": run.settings,
+        "results": {k: r.to_json() for k, r in run.results.items()},
+        "sweep": [{"config": asdict(r.config), "result": r.result.to_json()} for r in run.sweep_rows],
+        "memory": asdict(run.memory) if run.memory else None,
+        "checks": [asdict(c) for c in run.checks],
+    }
+    (args.out / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    sys.stdout.write(report + "\n")
+    if not args.no_readme and _update_readme(report):
+        logger.info("README.md updated between %s and %s", README_START, README_END)
+    logger.info("report: %s (%.1f min)", args.out / f"{stamp}.md", run.minutes)
+    if args.keep_work:
+        logger.info("work dir kept: %s", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    missed = [c for c in run.checks if not c.passed]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

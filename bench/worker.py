@@ -1,0 +1,126 @@
+"""One measured process for (c) the engine floor and (d) the seed's pipeline.
+
+    python -m bench.worker floor --clips clips.json --out result.json
+    python -m bench.worker seed --clips clips.json --out result.json --checkpoint base.pt
+
+A fresh process per run, so its cold start and peak RSS are its own. The first clip is the
+warm-up (its answer ends the cold start) and is not timed; every other clip is timed with
+its wall and CPU time. The floor reads its settings from CHATSERVER_* like the service does.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STARTED = time.time()
+
+
+def _cpu_s(children: bool) -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    if children:  # FFmpeg, once reaped
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += kids.ru_utime + kids.ru_stime
+    return total
+
+
+def _vm_hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bare engine call on audio that is already decoded: nothing to shave off."""
+    from chatserver.audio import decode, ffmpeg_executable
+    from chatserver.engines import cpu_threads, load_engine
+    from chatserver.service import TranscriptionService
+    from chatserver.settings import Settings
+
+    settings = Settings()
+    engine = load_engine(settings)
+    options = TranscriptionService(settings, engine).options(None)
+    loaded = time.time()
+    ffmpeg = ffmpeg_executable(settings.ffmpeg_path)
+
+    def samples(clip: dict[str, Any]) -> Any:
+        return decode(Path(clip["path"]), ffmpeg=ffmpeg, timeout_s=60, max_seconds=3600)
+
+    engine.transcribe(samples(clips[0]), options)
+    first_answer = time.time()
+    decoded = [samples(c) for c in clips[1:]]
+    runs = []
+    for audio in decoded:
+        wall, cpu = time.perf_counter(), _cpu_s(children=False)
+        text = engine.transcribe(audio, options).text
+        runs.append({"wall_s": time.perf_counter() - wall, "cpu_s": _cpu_s(False) - cpu, "text": text})
+    note = (
+        f"{engine.name} {settings.compute_type}, beam {options.beam_size}, VAD {options.vad_filter}, "
+        f"{cpu_threads(settings)} threads"
+    )
+    return {"loaded_at": loaded, "first_answer_at": first_answer, "runs": runs, "note": note}
+
+
+def seed(clips: list[dict[str, Any]], checkpoint: str, beam_size: int | None) -> dict[str, Any]:
+    """The seed's pipeline: openai-whisper fp32, FFmpeg to a temp .wav, one call per file."""
+    import imageio_ffmpeg
+    import torch
+    import whisper
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    # whisper.load_audio runs "ffmpeg" from PATH: give it the same binary under that name.
+    bin_dir = tempfile.mkdtemp(prefix="bench-ffmpeg-")
+    os.symlink(ffmpeg, os.path.join(bin_dir, "ffmpeg"))
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    model = whisper.load_model(checkpoint, device="cpu")
+    loaded = time.time()
+    # beam_size None is openai-whisper's own default for transcribe(): greedy with fallback.
+    extra = {} if beam_size is None else {"beam_size": beam_size}
+
+    def transcribe(path: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="seed-") as directory:
+            wav = os.path.join(directory, "audio.wav")
+            subprocess.run([ffmpeg, "-nostdin", "-y", "-i", path, wav], check=True, capture_output=True)
+            return model.transcribe(wav, fp16=False, **extra)["text"]
+
+    transcribe(clips[0]["path"])
+    first_answer = time.time()
+    runs = []
+    for clip in clips[1:]:
+        wall, cpu = time.perf_counter(), _cpu_s(children=True)
+        text = transcribe(clip["path"])
+        runs.append({"wall_s": time.perf_counter() - wall, "cpu_s": _cpu_s(True) - cpu, "text": text})
+    os.unlink(os.path.join(bin_dir, "ffmpeg"))
+    os.rmdir(bin_dir)
+    beam = "greedy (openai-whisper's default)" if beam_size is None else f"beam {beam_size}"
+    note = (
+        f"openai-whisper {whisper.__version__} fp32 (fp16=False), {beam}, {torch.get_num_threads()} threads"
+    )
+    return {"loaded_at": loaded, "first_answer_at": first_answer, "runs": runs, "note": note}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["floor", "seed"])
+    parser.add_argument("--clips", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoint", help="seed: the openai-whisper .pt derived from the same weights")
+    parser.add_argument("--beam-size", type=int, default=None, help="seed: beam size (default: greedy)")
+    args = parser.parse_args(argv)
+    clips = json.loads(args.clips.read_text())
+    result = floor(clips) if args.mode == "floor" else seed(clips, args.checkpoint, args.beam_size)
+    result |= {"started_at": STARTED, "vm_hwm": _vm_hwm()}
+    args.out.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
