@@ -14,6 +14,8 @@ class ChatServerError(Exception):
     error_type: ClassVar[str] = "invalid_request"
     # Transient errors may succeed when tried again: HTTP says Retry-After, S3 jobs re-raise.
     transient: ClassVar[bool] = False
+    # Advice that only makes sense to an HTTP caller; an S3 job's failed result leaves it out.
+    http_hint: ClassVar[str] = ""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -60,12 +62,10 @@ class PayloadTooLarge(ChatServerError):
 class AudioTooLong(ChatServerError):
     status_code = 413
     error_type = "audio_too_long"
+    http_hint = "Split it, or use the S3 upload path (POST /jobs) for long recordings."
 
     def __init__(self, limit_s: float) -> None:
-        super().__init__(
-            f"The audio is longer than the {limit_s:g} s limit. Split it, or use the S3 upload "
-            "path (POST /jobs) for long recordings."
-        )
+        super().__init__(f"The audio is longer than the {limit_s:g} s limit.")
 
 
 class UndecodableAudio(ChatServerError):

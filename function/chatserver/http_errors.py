@@ -44,7 +44,8 @@ def install_error_handlers(app: FastAPI) -> None:
         retry = request.app.state.settings.retry_after_s
         headers = {"Retry-After": str(retry)} if exc.status_code in (503, 507) else None
         logger.info("request refused: %s (%s)", exc.error_type, exc.message)
-        return _error(request, exc.status_code, exc.error_type, exc.message, headers)
+        message = f"{exc.message} {exc.http_hint}".rstrip()
+        return _error(request, exc.status_code, exc.error_type, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
