@@ -2,7 +2,6 @@
 
 import contextlib
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,9 +10,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from servers import free_port, stop_process_group
+from servers import uvicorn_server
 
-from .common import REPO, Clip, PeakRss, TargetResult, score, service_env, tree_cpu_s, vm_hwm
+from .common import Clip, PeakRss, TargetResult, score, service_env, tree_cpu_s, vm_hwm
 
 
 @dataclass
@@ -40,49 +39,18 @@ class Uvicorn:
 
 @contextlib.contextmanager
 def uvicorn(env: dict[str, str], workdir: Path, start_timeout_s: float = 120) -> Iterator[Uvicorn]:
-    """A server on a free loopback port; polled every 20 ms so the cold start is measured finely.
-
-    (tests/servers.py has the suite's launcher; it polls every 200 ms, too coarse to time.)
-    """
+    """The suite's launcher, polled every 20 ms so that the cold start is timed finely."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = workdir / "uvicorn.log"
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "chatserver.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    started = time.time()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=service_env(env, workdir / "tmp"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    service = service_env(env, workdir / "tmp")
+    with uvicorn_server(service, workdir / "uvicorn.log", start_timeout_s, poll_s=0.02) as server:
+        yield Uvicorn(
+            server.url,
+            server.process,
+            psutil.Process(server.process.pid),
+            server.started_at,
+            server.ready_at,
+            server.log,
         )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + start_timeout_s
-        with httpx.Client(timeout=5) as http:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited {process.returncode}:\n{log.read_text()[-3000:]}")
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{url}/health").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"uvicorn not ready in {start_timeout_s} s")
-                time.sleep(0.02)
-        yield Uvicorn(url, process, psutil.Process(process.pid), started, time.time(), log)
-    finally:
-        stop_process_group(process)
 
 
 def http_service(clips: Sequence[Clip], warmup: Clip, env: dict[str, str], workdir: Path) -> TargetResult:
