@@ -10,6 +10,8 @@ command -v "$python" >/dev/null || python=python3
 pip() { "$1/bin/python" -m pip --disable-pip-version-check --quiet "${@:2}"; }
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
+# A current pip: the image dry-run test needs --platform without --target (pip >= 24).
+pip .venv install pip==26.3
 pip .venv install -r function/requirements.txt
 pip .venv install --no-deps -e .
 

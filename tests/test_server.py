@@ -1,5 +1,6 @@
 """A real uvicorn server: parallel load beyond capacity, and uploads over the size limit."""
 
+import re
 import select
 import socket
 import threading
@@ -67,6 +68,22 @@ def test_parallel_requests_beyond_capacity(tmp_path, tmp_audio_dir):
     assert list(tmp_audio_dir.iterdir()) == []
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """Head and body of one response: they may arrive in separate segments."""
+    data = b""
+    while True:
+        head, separator, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        if separator and length and len(body) >= int(length.group(1)):
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data
+
+
 def _raw_request(port: int, head: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(head)
@@ -104,8 +121,7 @@ def test_oversize_upload_is_refused_while_it_streams(tmp_path, tmp_audio_dir):
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(chunk)
-        response = sock.recv(65536)
-        sock.close()
+        response = _read_response(sock)
         assert response.startswith(b"HTTP/1.1 413"), response[:200]
         assert b"1000000 byte limit" in response
         # Loopback socket buffers hold a few MB that the server never read; reading the whole
