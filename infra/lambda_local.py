@@ -170,6 +170,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM the process group started with start_new_session, SIGKILL it after ``grace_s``."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(grace_s)
+
+
 @dataclass(frozen=True)
 class Report:
     """One REPORT line of the emulator: ``init_ms`` only on the invocation that ran init."""
@@ -265,15 +277,8 @@ class Emulator:
             time.sleep(0.1)
 
     def stop(self, grace_s: float = 10) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(grace_s)
+        if self.process is not None:
+            stop_process_group(self.process, grace_s)
 
     def __enter__(self) -> "Emulator":
         return self.start()

@@ -2,8 +2,6 @@
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +12,11 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+# infra/ holds scripts, not a package: its process helpers serve the tests too.
+sys.path.insert(0, str(REPO / "infra"))
+from lambda_local import free_port, stop_process_group  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["REPO", "Server", "free_port", "stop_process_group", "uvicorn_server"]
 
 
 @dataclass
@@ -30,17 +27,6 @@ class Server:
     log: Path
     started_at: float  # time.time() just before the process started
     ready_at: float = 0.0  # time.time() of the first /health 200
-
-
-def stop_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(grace_s)
 
 
 @contextlib.contextmanager

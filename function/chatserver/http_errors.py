@@ -65,12 +65,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The trace goes to the log under the request id, never to the client.
-        logger.error(
-            "unexpected error in request %s",
-            getattr(request.state, "request_id", "-"),
-            exc_info=exc,
-        )
         rid = getattr(request.state, "request_id", None)
+        logger.error("unexpected error in request %s", rid or "-", exc_info=exc)
         return _error(
             request,
             500,
