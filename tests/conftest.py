@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from chatserver.app import create_app
+from chatserver.api.app import create_app
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from chatserver.audio import SAMPLE_RATE
-from chatserver.engines import TranscribeOptions
-from chatserver.engines.base import ProgressCallback
+from chatserver.engines import LanguageGuess, TranscribeOptions
+from chatserver.engines.base import ProgressCallback, SegmentCallback
 from chatserver.job_results import JobResult, parse_result
-from chatserver.transcript import Segment, Transcript
+from chatserver.transcript import DecodedSegment, Transcript
 
 REGION = "us-east-1"
 
@@ -121,7 +121,11 @@ class StubEngine:
         self._lock = threading.Lock()
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
         with self._lock:
             self.calls += 1
@@ -140,5 +144,8 @@ class StubEngine:
             text=text,
             language=options.language or "en",
             duration=duration,
-            segments=[Segment(start=0.0, end=duration, text=text)],
+            segments=[DecodedSegment(start=0.0, end=duration, text=text)],
         )
+
+    def detect_language(self, audio: np.ndarray) -> list[LanguageGuess]:
+        return [LanguageGuess(code="en", probability=1.0)]

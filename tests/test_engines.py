@@ -30,7 +30,7 @@ def test_both_engines_give_the_same_text(make_settings, jfk_samples):
 def test_openai_engine_detects_language_and_serves_http(make_settings):
     from fastapi.testclient import TestClient
 
-    from chatserver.app import create_app
+    from chatserver.api.app import create_app
 
     settings = make_settings(engine="openai-whisper")
     item = clip("fleurs-de-000.ogg")

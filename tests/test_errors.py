@@ -68,7 +68,7 @@ def test_playlist_that_points_at_local_files_is_refused(client):
 def small_limits_client(make_settings):
     from fastapi.testclient import TestClient
 
-    from chatserver.app import create_app
+    from chatserver.api.app import create_app
 
     settings = make_settings(max_upload_bytes=300_000, max_audio_seconds=5)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -30,7 +30,7 @@ import pytest
 from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
-from chatserver.app import create_app
+from chatserver.api.app import create_app
 from chatserver.engines import Engine, TranscribeOptions
 from chatserver.engines.base import ProgressCallback
 from chatserver.job_results import CompletedJob, FailedJob
@@ -268,12 +268,16 @@ class FailsOnce:
         self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
 
     def transcribe(
-        self, audio: Any, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        on_segment: Any = None,
     ) -> Transcript:
         error, self.error = self.error, None
         if error is not None:
             raise error
-        return self.engine.transcribe(audio, options, progress)
+        return self.engine.transcribe(audio, options, progress, on_segment)
 
 
 def test_unexpected_engine_error_is_a_500_with_request_id_and_no_trace(
@@ -428,12 +432,16 @@ class StopsS3First:
         self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
 
     def transcribe(
-        self, audio: Any, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        on_segment: Any = None,
     ) -> Transcript:
         moto, self.moto = self.moto, None
         if moto is not None:
             moto.stop()
-        return self.engine.transcribe(audio, options, progress)
+        return self.engine.transcribe(audio, options, progress, on_segment)
 
 
 def test_s3_going_away_mid_job_raises_and_writes_no_result(

@@ -16,7 +16,7 @@ import requests
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from chatserver.app import create_app
+from chatserver.api.app import create_app
 from chatserver.job_results import CompletedJob
 from chatserver.job_store import make_s3_client
 from chatserver.jobs import JobRunner

@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi.testclient import TestClient
 
-from chatserver.app import create_app
+from chatserver.api.app import create_app
 from chatserver.job_store import make_s3_client
 from chatserver.jobs import JobRunner
 from chatserver.service import TranscriptionService

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from chatserver.routes import router as transcribe_routes
+from chatserver.api.health import router as health_routes
+from chatserver.api.transcribe import router as transcribe_routes
 from chatserver.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ sys.path.insert(0, str(REPO / "infra"))
 
 from lambda_local import find_sam  # noqa: E402
 
-from chatserver.jobs_routes import router as jobs_routes  # noqa: E402
+from chatserver.api.jobs import router as jobs_routes  # noqa: E402
 
 
 def dockerfile_build_args() -> dict[str, str]:
@@ -107,7 +108,7 @@ def test_api_routes_are_the_apps_routes_with_binary_media_types() -> None:
     # Starlette's {name:path} is API Gateway's greedy {name+}.
     app_routes = {
         (method, re.sub(r"\{(\w+):path\}", r"{\1+}", route.path))
-        for router in (transcribe_routes, jobs_routes)
+        for router in (transcribe_routes, health_routes, jobs_routes)
         for route in router.routes
         for method in route.methods
     }

@@ -28,7 +28,7 @@ from mangum import Mangum
 from mangum.handlers import APIGateway, HTTPGateway
 from mangum.types import Scope
 
-from .app import create_app
+from .api.app import create_app
 from .jobs import JobRunner, parse_record, s3_records
 from .logs import configure_logging, object_key, request_id
 from .service import TranscriptionService

@@ -360,7 +360,7 @@ class _Job:
             text=transcript.text,
             language=transcript.language,
             duration=transcript.duration,
-            segments=transcript.segments,
+            segments=transcript.public_segments(),
             engine=engine.name,
             model=engine.model,
         )

@@ -1,6 +1,6 @@
 """The uvicorn entry point: ``uvicorn chatserver.main:app``."""
 
-from .app import create_app
+from .api.app import create_app
 from .logs import configure_logging
 from .settings import get_settings
 

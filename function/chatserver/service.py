@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 from .audio import decode, ffmpeg_executable, save_stream, temporary_audio_path
 from .engines import Engine, TranscribeOptions, load_engine
-from .engines.base import ProgressCallback
+from .engines.base import ProgressCallback, SegmentCallback
 from .errors import UnsupportedLanguage
 from .languages import to_language_code
 from .settings import Settings
@@ -43,6 +43,7 @@ class TranscriptionService:
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
         max_seconds: float | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
         """Decode and transcribe a file or stream; blocking, so async callers use a thread.
 
@@ -50,10 +51,10 @@ class TranscriptionService:
         """
         limit = max_seconds or self.settings.max_audio_seconds
         if isinstance(audio, Path):
-            return self._transcribe_file(audio, options, progress, limit)
+            return self._transcribe_file(audio, options, progress, limit, on_segment)
         with temporary_audio_path(self.settings.tmp_dir) as path:
             save_stream(audio, path)
-            return self._transcribe_file(path, options, progress, limit)
+            return self._transcribe_file(path, options, progress, limit, on_segment)
 
     def _transcribe_file(
         self,
@@ -61,6 +62,7 @@ class TranscriptionService:
         options: TranscribeOptions,
         progress: ProgressCallback | None,
         max_seconds: float,
+        on_segment: SegmentCallback | None,
     ) -> Transcript:
         started = time.perf_counter()
         samples = decode(
@@ -70,7 +72,7 @@ class TranscriptionService:
             max_seconds=max_seconds,
         )
         decoded = time.perf_counter()
-        transcript = self.engine.transcribe(samples, options, progress)
+        transcript = self.engine.transcribe(samples, options, progress, on_segment)
         done = time.perf_counter()
         logger.info(
             "transcribed %.2f s of %s audio: decode %.2f s, engine %.2f s",

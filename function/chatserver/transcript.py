@@ -6,16 +6,59 @@ from pydantic import BaseModel, Field
 
 
 class Segment(BaseModel):
+    """The public segment of /transcribe's verbose_json and of S3 result documents."""
+
     start: float = Field(description="Seconds from the start of the audio.")
     end: float
     text: str
+
+
+class Word(BaseModel):
+    word: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+class DecodedSegment(Segment):
+    """What an engine knows about a segment; the OpenAI-compatible verbose_json shows all of it."""
+
+    seek: int = Field(default=0, description="Offset of the segment's window, in 10 ms frames.")
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[Word] | None = None
+
+    def public(self) -> Segment:
+        return Segment(start=self.start, end=self.end, text=self.text)
+
+    def shifted(self, seconds: float) -> "DecodedSegment":
+        """The same segment on a longer recording's timeline, ``seconds`` later."""
+        words = None
+        if self.words is not None:
+            words = [
+                w.model_copy(update={"start": w.start + seconds, "end": w.end + seconds}) for w in self.words
+            ]
+        return self.model_copy(
+            update={
+                "start": self.start + seconds,
+                "end": self.end + seconds,
+                "seek": self.seek + round(seconds * 100),
+                "words": words,
+            }
+        )
 
 
 class Transcript(BaseModel):
     text: str
     language: str = Field(description="ISO 639-1 code, given or detected.")
     duration: float = Field(description="Seconds of audio transcribed.")
-    segments: list[Segment]
+    segments: list[DecodedSegment]
+
+    def public_segments(self) -> list[Segment]:
+        return [s.public() for s in self.segments]
 
 
 class ResponseFormat(StrEnum):
@@ -69,5 +112,5 @@ def to_response(transcript: Transcript, verbose: bool) -> TranscriptionResponse:
         "duration": transcript.duration,
     }
     if verbose:
-        return VerboseTranscriptionResponse(**fields, segments=transcript.segments)
+        return VerboseTranscriptionResponse(**fields, segments=transcript.public_segments())
     return TranscriptionResponse(**fields)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from .. import models
 from ..settings import EngineName, Settings
-from .base import Engine, TranscribeOptions
+from .base import Engine, LanguageGuess, Task, TranscribeOptions
 
-__all__ = ["Engine", "TranscribeOptions", "load_engine"]
+__all__ = ["Engine", "LanguageGuess", "Task", "TranscribeOptions", "load_engine"]
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,13 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..models import ResolvedModel
-from ..transcript import Segment, Transcript
-from .base import ProgressCallback, TranscribeOptions
+from ..transcript import DecodedSegment, Transcript, Word
+from .base import LanguageGuess, ProgressCallback, SegmentCallback, TranscribeOptions
 
 
 class FasterWhisperEngine:
@@ -44,17 +45,26 @@ class FasterWhisperEngine:
         audio: np.ndarray,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
+        extra = {} if options.temperature is None else {"temperature": options.temperature}
         pieces, info = self._model.transcribe(
             audio,
             language=options.language,
+            task=options.task.value,
             beam_size=options.beam_size,
             vad_filter=options.vad_filter,
+            initial_prompt=options.prompt,
+            word_timestamps=options.word_timestamps,
+            **extra,
         )
-        segments: list[Segment] = []
+        segments: list[DecodedSegment] = []
         # The segments come from a generator: decoding happens while it is consumed.
         for piece in pieces:
-            segments.append(Segment(start=piece.start, end=piece.end, text=piece.text))
+            segment = _segment(piece)
+            segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
             if progress is not None and info.duration:
                 progress(min(piece.end / info.duration, 1.0))
         return Transcript(
@@ -63,3 +73,25 @@ class FasterWhisperEngine:
             duration=round(info.duration, 3),
             segments=segments,
         )
+
+    def detect_language(self, audio: np.ndarray) -> list[LanguageGuess]:
+        _, _, probabilities = self._model.detect_language(audio)
+        return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
+
+
+def _segment(piece: Any) -> DecodedSegment:
+    words = None
+    if piece.words is not None:
+        words = [Word(word=w.word, start=w.start, end=w.end, probability=w.probability) for w in piece.words]
+    return DecodedSegment(
+        start=piece.start,
+        end=piece.end,
+        text=piece.text,
+        seek=piece.seek,
+        tokens=list(piece.tokens),
+        temperature=piece.temperature or 0.0,
+        avg_logprob=piece.avg_logprob,
+        compression_ratio=piece.compression_ratio,
+        no_speech_prob=piece.no_speech_prob,
+        words=words,
+    )

@@ -1,15 +1,12 @@
-"""HTTP routes for synchronous transcription and health."""
+"""POST /transcribe: one recording in, its words out, synchronously."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
-from .dependencies import ServiceDep, SlotsDep
-from .errors import ACCEPTED_FORMATS
-from .transcript import (
+from ..errors import ACCEPTED_FORMATS
+from ..transcript import (
     ResponseFormat,
     TranscriptionResponse,
     VerboseTranscriptionResponse,
@@ -17,6 +14,8 @@ from .transcript import (
     to_srt,
     to_vtt,
 )
+from .dependencies import ServiceDep, SlotsDep
+from .running import transcribe_upload
 
 router = APIRouter()
 
@@ -37,6 +36,7 @@ _ERRORS = {
     summary="Transcribe one recording",
 )
 async def transcribe(
+    request: Request,
     file: Annotated[UploadFile, File(description=f"The recording: {ACCEPTED_FORMATS}.")],
     service: ServiceDep,
     slots: SlotsDep,
@@ -47,8 +47,7 @@ async def transcribe(
     response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.json,
 ) -> TranscriptionResponse | Response:
     options = service.options(language)
-    async with slots.hold():
-        transcript = await run_in_threadpool(service.transcribe, file.file, options)
+    transcript = await transcribe_upload(request, slots, service, file.file, options)
     match response_format:
         case ResponseFormat.text:
             return PlainTextResponse(transcript.text)
@@ -58,24 +57,3 @@ async def transcribe(
             return PlainTextResponse(to_vtt(transcript), media_type="text/vtt")
         case _:
             return to_response(transcript, verbose=response_format is ResponseFormat.verbose_json)
-
-
-class Health(BaseModel):
-    status: str
-    ready: bool
-    engine: str
-    model: str
-    slots: int
-    admitted: int
-
-
-@router.get("/health")
-async def health(service: ServiceDep, slots: SlotsDep) -> Health:
-    return Health(
-        status="ok",
-        ready=True,
-        engine=service.engine.name,
-        model=service.engine.model,
-        slots=slots.capacity,
-        admitted=slots.admitted,
-    )

@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .concurrency import Slots
-from .errors import S3NotConfigured
-from .job_store import JobStore, make_s3_client
-from .service import TranscriptionService
-from .settings import Settings
+from ..errors import S3NotConfigured
+from ..job_store import JobStore, make_s3_client
+from ..service import TranscriptionService
+from ..settings import Settings
+from .slots import Slots
 
 
 def get_settings(request: Request) -> Settings:

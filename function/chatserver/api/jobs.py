@@ -7,10 +7,10 @@ from fastapi import APIRouter, Form, Path, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..errors import ACCEPTED_FORMATS, JobNotFound
+from ..job_results import JobResult
+from ..job_store import PresignedPost, is_job_id
 from .dependencies import JobStoreDep, ServiceDep, SettingsDep
-from .errors import ACCEPTED_FORMATS, JobNotFound
-from .job_results import JobResult
-from .job_store import PresignedPost, is_job_id
 
 router = APIRouter(tags=["jobs"])
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from .errors import ACCEPTED_FORMATS, ChatServerError, InsufficientStorage
+from ..errors import ACCEPTED_FORMATS, ChatServerError, InsufficientStorage
 
 logger = logging.getLogger(__name__)
 

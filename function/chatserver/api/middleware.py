@@ -9,8 +9,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge
-from .logs import request_id
+from ..errors import PayloadTooLarge
+from ..logs import request_id
 
 logger = logging.getLogger("chatserver.access")
 

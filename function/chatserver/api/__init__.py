@@ -1,0 +1,1 @@
+"""The HTTP side: the FastAPI app, one module per router, and what the routers share."""
