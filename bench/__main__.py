@@ -23,7 +23,7 @@ from .common import REPO, Clip, load_manifest, restricted
 
 logger = logging.getLogger("bench")
 
-PARTS = ("a", "b", "c", "d", "sweep", "memory", "load")
+PARTS = ("a", "b", "c", "d", "joined", "rss", "sweep", "memory", "load")
 # One clip per language plus the two classic English ones: --quick.
 SUBSET = (
     "jfk.flac",
@@ -156,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     manifest = load_manifest(args.audio) if args.audio else load_manifest()
     clips = _pick(manifest, args.clips)
     warmup = min(clips, key=lambda c: c.duration)
+    work = Path(tempfile.mkdtemp(prefix="chatserver-bench-"))
+    members: dict[str, list[str]] = {}
+    if "joined" not in skip:
+        from .joined import joined_recordings
+
+        # Long recordings, built for this run: every target transcribes them like the clips.
+        joined, members = joined_recordings(clips, work / "joined")
+        clips = [*clips, *joined]
+    references = {c.path.name: c.reference for c in clips}
     threads = cpu_threads(settings)
     run = Run(
         machine=machine.describe(),
@@ -176,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         command="python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
     )
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="chatserver-bench-"))
     logger.info("work dir %s; %d clips, %.0f s of audio", work, len(clips), sum(c.duration for c in clips))
     env = dict(overrides)
     try:
@@ -216,6 +224,29 @@ def main(argv: list[str] | None = None) -> int:
                 result.mean_wer,
             )
         run.checks += checks.target_checks(run.results)
+        from . import buckets
+
+        run.checks += buckets.duration_checks(run.results, references, members)
+        peaks: dict[str, int] = {}
+        if "rss" not in skip:
+            from .joined import long_uploads
+            from .local import run_worker
+
+            # One fresh service process per bucket, so each peak is that bucket's own.
+            groups: dict[str, list] = {}
+            for clip in clips:
+                groups.setdefault(buckets.bucket_of(clip.duration), []).append(clip)
+            for upload in long_uploads(clips, work / "long", 600, with_speech=not args.quick):
+                groups[upload.path.stem.removeprefix("joined-")] = [upload]
+            for name, group in groups.items():
+                logger.info("peak RSS: %s (%d recordings)", name, len(group))
+                measured = run_worker(f"rss {name}", name, "service", group, warmup, env, work / "rss" / name)
+                peaks[name] = measured.peak_rss_bytes or 0
+            run.checks += buckets.peak_checks(peaks)
+        if run.results:
+            run.sections.append(("Per duration", buckets.table(run.results, references, peaks)))
+        if members and run.results:
+            run.sections.append(("Long recordings", buckets.long_table(run.results, references, members)))
         if "sweep" not in skip:
             defaults = Config(settings.beam_size, settings.compute_type, settings.vad_filter, threads)
             chosen = configs(defaults)

@@ -40,6 +40,9 @@ class TargetResult:
     cold_start_s: float | None = None  # process start -> first answer (the shortest clip)
     peak_rss_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
+    # The warm-up clip's latency as the first request of the process and as the second (a).
+    first_request_s: float | None = None
+    second_request_s: float | None = None
 
     @property
     def audio_s(self) -> float:

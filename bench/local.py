@@ -63,7 +63,9 @@ def run_worker(
 def engine_floor(
     clips: Sequence[Clip], warmup: Clip, env: dict[str, str], workdir: Path, key: str = "c", label: str = ""
 ) -> TargetResult:
-    return run_worker(key, label or "(c) engine floor: decoded audio", "floor", clips, warmup, env, workdir)
+    return run_worker(
+        key, label or "(c) bare engine: faster-whisper defaults", "floor", clips, warmup, env, workdir
+    )
 
 
 def seed_pipeline(

@@ -30,6 +30,8 @@ class Run:
     checks: list[Check] = field(default_factory=list)
     minutes: float = 0.0
     command: str = ""
+    # Titled sections rendered after the targets (per duration, long recordings: buckets.py).
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def _s(value: float | None, digits: int = 2, unit: str = "") -> str:
@@ -183,6 +185,8 @@ def render(run: Run) -> str:
         out += ["## Side by side", "", *_side_by_side(run.results), ""]
     if run.checks:
         out += ["## Targets", "", *(c.line() for c in run.checks), ""]
+    for title, lines in run.sections:
+        out += [f"## {title}", "", *lines, ""]
     if run.sweep_rows:
         out += ["## Settings: speed against accuracy", "", *_sweep(run), ""]
     if run.memory is not None:

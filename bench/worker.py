@@ -2,6 +2,7 @@
 
     python -m bench.worker floor --clips clips.json --out result.json
     python -m bench.worker seed --clips clips.json --out result.json --checkpoint base.pt
+    python -m bench.worker service --clips clips.json --out result.json
 
 A fresh process per run, so its cold start and peak RSS are its own. The first clip is the
 warm-up (its answer ends the cold start) and is not timed; every other clip is timed with
@@ -39,34 +40,71 @@ def _vm_hwm() -> int:
 
 
 def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
-    """The bare engine call on audio that is already decoded: nothing to shave off."""
+    """The bare engine with faster-whisper's defaults on decoded audio: the floor so far.
+
+    One ``WhisperModel.transcribe`` call per recording, no pieces and no sized window: what
+    anyone calling faster-whisper directly gets, long recordings included (sequential 30 s
+    windows).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    from faster_whisper import WhisperModel
+
+    from chatserver import models
     from chatserver.audio import decode, ffmpeg_executable
-    from chatserver.engines import cpu_threads, load_engine
-    from chatserver.service import TranscriptionService
+    from chatserver.engines import cpu_threads
     from chatserver.settings import Settings
 
     settings = Settings()
-    engine = load_engine(settings)
-    options = TranscriptionService(settings, engine).options(None)
+    resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
+    threads = cpu_threads(settings)
+    model = WhisperModel(
+        resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=threads
+    )
     loaded = time.time()
     ffmpeg = ffmpeg_executable(settings.ffmpeg_path)
 
     def samples(clip: dict[str, Any]) -> Any:
         return decode(Path(clip["path"]), ffmpeg=ffmpeg, timeout_s=60, max_seconds=3600)
 
-    engine.transcribe(samples(clips[0]), options)
+    def transcribe(audio: Any) -> str:
+        segments, _ = model.transcribe(audio, beam_size=settings.beam_size, vad_filter=settings.vad_filter)
+        return "".join(s.text for s in segments).strip()
+
+    transcribe(samples(clips[0]))
     first_answer = time.time()
     decoded = [samples(c) for c in clips[1:]]
     runs = []
     for audio in decoded:
         wall, cpu = time.perf_counter(), _cpu_s(children=False)
-        text = engine.transcribe(audio, options).text
+        text = transcribe(audio)
         runs.append({"wall_s": time.perf_counter() - wall, "cpu_s": _cpu_s(False) - cpu, "text": text})
     note = (
-        f"{engine.name} {settings.compute_type}, beam {options.beam_size}, VAD {options.vad_filter}, "
-        f"{cpu_threads(settings)} threads"
+        f"bare faster-whisper WhisperModel.transcribe, {settings.compute_type}, beam {settings.beam_size}, "
+        f"VAD {settings.vad_filter}, otherwise its defaults (30 s windows), {threads} threads"
     )
     return {"loaded_at": loaded, "first_answer_at": first_answer, "runs": runs, "note": note}
+
+
+def service(clips: list[dict[str, Any]]) -> dict[str, Any]:
+    """The service's own pipeline on the files (decode, pieces, engine): for peak RSS per duration."""
+    from chatserver.service import TranscriptionService
+    from chatserver.settings import Settings
+
+    transcription = TranscriptionService.from_settings(Settings())
+    options = transcription.options(None)
+    loaded = time.time()
+
+    def transcribe(clip: dict[str, Any]) -> str:
+        return transcription.transcribe(Path(clip["path"]), options, max_seconds=3600).text
+
+    transcribe(clips[0])
+    first_answer = time.time()
+    runs = []
+    for clip in clips[1:]:
+        wall, cpu = time.perf_counter(), _cpu_s(children=True)
+        text = transcribe(clip)
+        runs.append({"wall_s": time.perf_counter() - wall, "cpu_s": _cpu_s(True) - cpu, "text": text})
+    return {"loaded_at": loaded, "first_answer_at": first_answer, "runs": runs, "note": ""}
 
 
 def seed(clips: list[dict[str, Any]], checkpoint: str, beam_size: int | None) -> dict[str, Any]:
@@ -109,14 +147,19 @@ def seed(clips: list[dict[str, Any]], checkpoint: str, beam_size: int | None) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["floor", "seed"])
+    parser.add_argument("mode", choices=["floor", "seed", "service"])
     parser.add_argument("--clips", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", help="seed: the openai-whisper .pt derived from the same weights")
     parser.add_argument("--beam-size", type=int, default=None, help="seed: beam size (default: greedy)")
     args = parser.parse_args(argv)
     clips = json.loads(args.clips.read_text())
-    result = floor(clips) if args.mode == "floor" else seed(clips, args.checkpoint, args.beam_size)
+    if args.mode == "floor":
+        result = floor(clips)
+    elif args.mode == "service":
+        result = service(clips)
+    else:
+        result = seed(clips, args.checkpoint, args.beam_size)
     result |= {"started_at": STARTED, "vm_hwm": _vm_hwm()}
     args.out.write_text(json.dumps(result))
     return 0

@@ -7,6 +7,9 @@
     # one event, then stop; --audio swaps in another recording as the multipart body
     .venv/bin/python infra/lambda_local.py --invoke infra/events/api-v2.json --audio note.webm
 
+    # K workers fed from an SQS queue, as the chunk queue's event source mapping feeds Lambda
+    .venv/bin/python infra/lambda_local.py --workers 2 --queue-url URL --sqs-endpoint http://127.0.0.1:5000
+
 The emulator (aws-lambda-rie) is the binary that ships inside the aws-sam-cli wheel; the
 runtime interface client is awslambdaric, as in the Lambda base image, so the handler runs
 exactly as in the image: imported once at init, then called once per event. Both bind
@@ -19,6 +22,7 @@ import argparse
 import base64
 import contextlib
 import copy
+import ctypes
 import http.client
 import json
 import os
@@ -29,9 +33,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -65,6 +70,23 @@ def find_rie() -> Path:
         f"{name} not found: install aws-sam-cli into .venv-sam (bash infra/install.sh --dev) "
         "or set CHATSERVER_RIE to the emulator binary"
     )
+
+
+# The Lambda image's Python (3.12) with what infra/image/install.sh installs in the image:
+# bash infra/install.sh --dev creates it, and the emulator tests run the handler on it too.
+IMAGE_PYTHON = REPO / ".venv-lambda312" / "bin" / "python"
+RUNTIMES = ("suite", "image")
+
+
+def runtime_python(runtime: str) -> str:
+    """The interpreter that runs the handler: ``suite`` is this one, ``image`` the image's Python."""
+    if runtime == "suite":
+        return sys.executable
+    if runtime != "image":
+        raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+    if not IMAGE_PYTHON.exists():
+        raise FileNotFoundError(f"{IMAGE_PYTHON} not found: bash infra/install.sh --dev creates it")
+    return str(IMAGE_PYTHON)
 
 
 def find_sam() -> Path:
@@ -170,6 +192,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send ``sig`` to this process when the process (thread) that started it exits.
+
+    Linux only (prctl); elsewhere a no-op. Meant for a child's preexec_fn, and for this script
+    itself, so that an emulator never outlives whoever started it.
+    """
+    if _LIBC is None:
+        return
+    parent = os.getppid()
+    # Nothing is imported or loaded here: in a preexec_fn that could deadlock on a lock some
+    # other thread of the parent held at fork.
+    if _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os.kill(os.getpid(), sig)
+
+
 def stop_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
     """SIGTERM the process group started with start_new_session, SIGKILL it after ``grace_s``."""
     if process.poll() is not None:
@@ -260,6 +303,9 @@ class Emulator:
             # Its own process group: stop() ends the emulator and the runtime it started, and
             # nothing else.
             start_new_session=True,
+            # If the thread that started it dies without stop() (SIGKILL, a crash), the kernel
+            # ends the emulator, whose runtime then exits on its closed Runtime API.
+            preexec_fn=die_with_parent,
         )
         if output is not None:
             output.close()  # type: ignore[union-attr]
@@ -328,6 +374,160 @@ class Emulator:
         return reports
 
 
+# --- the event source mapping's role, for the chunk queue -------------------------------------
+def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message as received, in the shape Lambda's SQS event source mapping delivers it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": dict(message.get("MessageAttributes") or {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def _succeeded(answer: Any, message_id: str) -> bool:
+    # ReportBatchItemFailures: a message listed in batchItemFailures failed; an error answer
+    # (the handler raised, or the runtime died) fails the whole batch.
+    if not isinstance(answer, dict) or "errorType" in answer:
+        return False
+    failures = answer.get("batchItemFailures") or []
+    return all(failure.get("itemIdentifier") != message_id for failure in failures)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    worker: int
+    message_id: str
+    receive_count: int
+    succeeded: bool
+    seconds: float
+
+
+class Pump:
+    """What Lambda's SQS event source mapping does, for K local workers: batch size 1.
+
+    One thread per worker receives a message, invokes its worker with it, deletes it when the
+    handler succeeded, and otherwise leaves it to come back when its visibility timeout ends.
+    While the invocation runs, the visibility is extended every ``visibility_s / 2``: that
+    stands for a queue timeout longer than the function timeout (as template.yaml sets it),
+    while a worker that is killed lets its message come back within ``visibility_s``. A dead
+    worker is not replaced; its thread ends.
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        workers: Sequence[Emulator],
+        *,
+        visibility_s: int = 10,
+        wait_s: int = 1,
+        region: str = "us-east-1",
+    ) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.workers = list(workers)
+        self.visibility_s = visibility_s
+        self.wait_s = wait_s
+        self.region = region
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        self.queue_arn = attributes["Attributes"]["QueueArn"]
+        self.deliveries: list[Delivery] = []
+        self.on_delivery: Callable[[int, dict[str, Any]], None] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "Pump":
+        for index in range(len(self.workers)):
+            thread = threading.Thread(target=self._serve, args=(index,), name=f"pump-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    def __enter__(self) -> "Pump":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self, index: int) -> None:
+        worker = self.workers[index]
+        while not self._stopping.is_set() and worker.alive():
+            try:
+                received = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=self.wait_s,
+                    VisibilityTimeout=self.visibility_s,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception as exc:  # the queue's server went away: the pump is being torn down
+                if not self._stopping.is_set():
+                    sys.stderr.write(f"pump-{index}: receive failed: {exc}\n")
+                    time.sleep(1)
+                continue
+            for message in received.get("Messages", []):
+                self._deliver(index, worker, message)
+
+    def _deliver(self, index: int, worker: Emulator, message: dict[str, Any]) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(index, message)
+        done = threading.Event()
+        keeper = threading.Thread(target=self._keep_invisible, args=(worker, message, done), daemon=True)
+        keeper.start()
+        started = time.monotonic()
+        try:
+            answer = worker.invoke({"Records": [sqs_record(message, self.queue_arn, self.region)]})
+        except (OSError, http.client.HTTPException, json.JSONDecodeError):
+            answer = None  # the worker died mid-invocation
+        finally:
+            done.set()
+            keeper.join()
+        succeeded = _succeeded(answer, message["MessageId"])
+        if succeeded:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        with self._lock:
+            self.deliveries.append(
+                Delivery(index, message["MessageId"], count, succeeded, time.monotonic() - started)
+            )
+
+    def _keep_invisible(self, worker: Emulator, message: dict[str, Any], done: threading.Event) -> None:
+        while not done.wait(self.visibility_s / 2):
+            if not worker.alive():
+                return
+            with contextlib.suppress(Exception):
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self.visibility_s,
+                )
+
+    def idle(self) -> bool:
+        """No message visible or in flight."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"])
+            + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            == 0
+        )
+
+
 def http_response_body(result: Mapping[str, Any]) -> str:
     """The body of an API Gateway proxy response, decoded if Mangum base64-encoded it."""
     body = result.get("body") or ""
@@ -344,6 +544,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--audio", type=Path, help="with --invoke: this recording as the multipart body")
     parser.add_argument("--language", help="with --audio: the language form field")
+    # The HTTP mode lives in lambda_http.py (API Gateway REST events from HTTP requests).
+    parser.add_argument(
+        "--http", type=int, metavar="PORT", help="serve HTTP on 127.0.0.1:PORT as API Gateway would"
+    )
+    parser.add_argument("--stage", default="Prod", help="with --http: the stage path segment; '' for none")
+    # The chunk queue's event source mapping (fan-out of long S3 uploads).
+    parser.add_argument("--workers", type=int, metavar="K", help="K emulators on --port, --port + 1, ...")
+    parser.add_argument("--queue-url", help="with --workers: the SQS queue to feed them from")
+    parser.add_argument("--sqs-endpoint", help="with --workers: the SQS endpoint (a moto server's URL)")
+    parser.add_argument("--region", default="us-east-1", help="with --workers: the queue's region")
     return parser.parse_args(argv)
 
 
@@ -352,8 +562,52 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # SIGTERM (a service manager, `kill`, a test's terminate()) and the exit of whoever started
+    # this script end it as Ctrl-C does: every emulator's context exits and stops its process
+    # group, so no emulator or runtime is left holding a port.
+    signal.signal(signal.SIGTERM, _interrupt)
+    die_with_parent(signal.SIGTERM)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    import boto3
+
+    if not args.queue_url:
+        raise SystemExit("--workers needs --queue-url")
+    sqs = boto3.client("sqs", endpoint_url=args.sqs_endpoint, region_name=args.region)
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(Emulator(port=args.port + k, timeout_s=args.timeout))
+            for k in range(args.workers)
+        ]
+        pump = stack.enter_context(Pump(sqs, args.queue_url, workers, region=args.region))
+        _out(
+            f"{len(workers)} workers on 127.0.0.1:{args.port}-{args.port + len(workers) - 1}, "
+            f"fed from {args.queue_url}"
+        )
+        while any(worker.alive() for worker in workers):
+            time.sleep(1)
+        _out(f"every worker exited; {len(pump.deliveries)} messages delivered")
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.workers:
+        return _run_workers(args)
+    if args.http is not None:
+        from lambda_http import serve  # here, not at the top: lambda_http imports this module
+
+        return serve(args.http, args.stage, args.timeout)
     emulator = Emulator(port=args.port, timeout_s=args.timeout)
     if args.invoke is None:
         _out(f"aws-lambda-rie: POST events to {emulator.url} (Ctrl-C stops it), e.g.")

@@ -140,12 +140,11 @@ class StubEngine:
                 progress(fraction)
         duration = round(audio.size / SAMPLE_RATE, 3)
         text = f"stub transcript {call}"
-        return Transcript(
-            text=text,
-            language=options.language or "en",
-            duration=duration,
-            segments=[DecodedSegment(start=0.0, end=duration, text=text)],
-        )
+        segment = DecodedSegment(start=0.0, end=duration, text=text)
+        # The service collects segments through the callback, as every engine reports them.
+        if on_segment is not None:
+            on_segment(segment)
+        return Transcript(text=text, language=options.language or "en", duration=duration, segments=[segment])
 
     def detect_language(self, audio: np.ndarray) -> list[LanguageGuess]:
         return [LanguageGuess(code="en", probability=1.0)]

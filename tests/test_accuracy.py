@@ -9,7 +9,8 @@ JFK = clip("jfk.flac")
 
 # Corpus WER (all edits over all reference words) per language, on every short clip of the
 # manifest, measured with the defaults (faster-whisper, int8, beam 5, VAD off) on 2 cores:
-# en 0.101, fr 0.271, de 0.194, es 0.078 (with VAD: 0.085, 0.237, 0.177, 0.108).
+# en 0.101, fr 0.271, de 0.194, es 0.078 (with VAD: 0.085, 0.237, 0.177, 0.108). Through the
+# pieces and the sized window (issue 9): en 0.093, fr 0.263, de 0.145, es 0.088.
 # "one two three" transcribed as "1, 2, 3" and the French voice commands ("annuler" ->
 # "Anne-Uli") account for most of it. Thresholds leave a small margin for int8 kernels
 # that differ between CPUs.
@@ -57,10 +58,10 @@ def test_long_webm_as_a_browser_records_it(client):
     assert starts == sorted(starts)
     assert body["segments"][-1]["end"] > 50, "the transcript stops before the end of the audio"
     transcript = normalise(body["transcript"])
-    # Measured 0.447 with the defaults (0.398 with VAD). Whisper base skips the first sentence
-    # ("l'accident a eu lieu...", 0-10 s) when it decodes the first 30 s window, with either
-    # engine and any beam size; that one skip is about 0.15 of it. The tail must be there.
-    assert jiwer.wer(normalise(long_clip.reference), transcript) <= 0.50
+    # Decoded as one 30 s window after another (the seed) it was 0.447: Whisper base skipped the
+    # first sentence. Cut at silences it keeps it (test_longform.py holds it to 0.30).
+    assert jiwer.wer(normalise(long_clip.reference), transcript) <= 0.30
+    assert "accident a eu lieu" in transcript
     assert "dix sept personnes" in transcript or "17 personnes" in transcript
 
 

@@ -17,7 +17,10 @@ def jfk_samples():
 
 def test_both_engines_give_the_same_text(make_settings, jfk_samples):
     options = TranscribeOptions(language="en", beam_size=5)
-    reference = load_engine(make_settings(compute_type="float32")).transcribe(jfk_samples, options)
+    # The openai-whisper engine always decodes 30 s windows: so does the reference here.
+    reference = load_engine(make_settings(compute_type="float32", sized_window=False)).transcribe(
+        jfk_samples, options
+    )
     openai = load_engine(make_settings(engine="openai-whisper")).transcribe(jfk_samples, options)
     default = load_engine(make_settings()).transcribe(jfk_samples, options)
 
@@ -53,3 +56,32 @@ def test_language_table_matches_whisper():
     from whisper.tokenizer import LANGUAGES as WHISPER_LANGUAGES
 
     assert WHISPER_LANGUAGES == LANGUAGES
+
+
+def test_window_rule():
+    from chatserver.engines.base import WindowRule
+
+    rule = WindowRule(enabled=True, min_s=10, margin_s=3)
+    assert rule.frames(2 * 16_000) == 1000  # the floor
+    assert rule.frames(12 * 16_000) == 1500  # the piece and its margin
+    assert rule.frames(28 * 16_000) == 3000  # never past Whisper's window
+    assert WindowRule(enabled=False).frames(2 * 16_000) == 3000
+
+
+def test_sized_windows_share_no_state_between_concurrent_calls(make_settings, jfk_samples):
+    """Each call's window is its own: the shared feature extractor is never rewritten."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = load_engine(make_settings(max_concurrent_jobs=2))
+    shared = engine._model.feature_extractor  # what faster-whisper's own chunk_length rewrites
+    before = (shared.nb_max_frames, shared.n_samples, shared.chunk_length)
+    options = TranscribeOptions(language="en", beam_size=5)
+    short = jfk_samples[: 4 * 16_000]
+    alone = [engine.transcribe(audio, options).text for audio in (jfk_samples, short)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(
+            pool.map(lambda audio: engine.transcribe(audio, options).text, [jfk_samples, short] * 2)
+        )
+    assert together == alone * 2
+    assert (shared.nb_max_frames, shared.n_samples, shared.chunk_length) == before == (3000, 480_000, 30)
+    assert normalise(alone[0]) == normalise(JFK.reference)

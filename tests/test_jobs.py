@@ -327,15 +327,17 @@ def test_transient_service_error_raises_without_a_failed_result(
 
 
 def test_progress_is_written_while_transcribing(job_settings: Settings, s3: Any) -> None:
+    # The service reports progress piece by piece: a minute of speech is cut into several.
     steps = (0.2, 0.4, 0.6, 0.8, 1.0)
-    runner = stub_runner(job_settings, s3, StubEngine(steps=steps, delay_s=0.25))
-    runner.handle_record(put_upload(s3, BUCKET, "uploads/long.wav", clip("sr_english.wav").path.read_bytes()))
+    runner = stub_runner(job_settings, s3, StubEngine(steps=steps, delay_s=0.1))
+    long = clip("long-fr-fleurs-000-004.webm")
+    runner.handle_record(put_upload(s3, BUCKET, "uploads/long.wav", long.path.read_bytes()))
 
     docs = result_versions(s3, BUCKET, "transcripts/long.wav.json")
     assert isinstance(docs[-1], CompletedJob)
     processing = [d for d in docs if isinstance(d, ProcessingJob)]
     progress = [d.progress for d in processing]
-    assert len(processing) >= 5, progress  # 1.25 s of work, a heartbeat every 0.1 s
+    assert len(processing) >= 5, progress  # 0.5 s of work per piece, a heartbeat every 0.1 s
     assert progress == sorted(progress)
     assert progress[0] == 0
     assert any(0 < p < 1 for p in progress), progress

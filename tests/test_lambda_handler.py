@@ -215,3 +215,59 @@ def test_unknown_event_is_refused_with_a_log_line(
     assert "not logged" not in record.getMessage()  # keys only, never values
     # The next event is served as usual.
     assert lambda_handler.handler(function_url_event("GET", "/health"), CONTEXT)["statusCode"] == 200
+
+
+class FakeChunkWorker:
+    """Stands in for the chunk worker (tests/test_fanout*.py run the real one): records what it got."""
+
+    def __init__(self, failing_index: int) -> None:
+        self.failing_index = failing_index
+        self.handled: list[tuple[int, int]] = []
+
+    def handle(self, message: Any, receive_count: int = 1) -> None:
+        if message.index == self.failing_index:
+            raise ConnectionError(f"S3 is unreachable for chunk {message.index}")
+        self.handled.append((message.index, receive_count))
+
+
+def _chunk_body(index: int) -> str:
+    from chatserver.fanout import ChunkMessage
+    from chatserver.job_results import JobOptions, Source
+
+    source = Source(bucket="bucket", key="uploads/long.webm", etag="abc", size=10)
+    return ChunkMessage(
+        bucket="bucket",
+        key=source.key,
+        source=source,
+        options=JobOptions(),
+        language="fr",
+        created_at="2026-01-01T00:00:00Z",
+        started_at="2026-01-01T00:00:01Z",
+        work="work/long.webm/abc.auto/",
+        index=index,
+        start=180.0 * index,
+        end=180.0 * (index + 1),
+        count=3,
+        duration=540.0,
+    ).model_dump_json()
+
+
+def test_chunk_messages_go_to_the_chunk_worker_with_their_delivery_count(
+    lambda_handler: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = FakeRunner(set())
+    worker = FakeChunkWorker(failing_index=1)
+    monkeypatch.setattr(lambda_handler, "job_runner", lambda: runner)
+    monkeypatch.setattr(lambda_handler, "chunk_worker", lambda: worker)
+    event = sqs_event(
+        {
+            "c0": _chunk_body(0),
+            "c1": _chunk_body(1),
+            "s3": json.dumps(s3_put_event("bucket", "uploads/short.webm", 10)),
+        }
+    )
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+    answer = lambda_handler.handler(event, CONTEXT)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "c1"}]}
+    assert worker.handled == [(0, 3)]
+    assert runner.handled == ["uploads/short.webm"]

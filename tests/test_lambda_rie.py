@@ -5,14 +5,22 @@ model loads once at init, and every test after the first runs warm. S3 is a moto
 127.0.0.1. The emulator comes from the aws-sam-cli wheel (infra/lambda_local.py finds it).
 """
 
+import contextlib
 import json
 import os
+import re
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -45,12 +53,25 @@ class Lambda:
     s3: object  # a boto3 S3 client on the moto server
 
 
+@pytest.fixture(scope="module", params=lambda_local.RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The suite's Python (3.11), then the image's (3.12, with what infra/image/install.sh installs)."""
+    try:
+        return lambda_local.runtime_python(request.param)
+    except FileNotFoundError as missing:
+        if os.environ.get("CI"):
+            raise  # CI runs infra/install.sh --dev, which creates it
+        pytest.skip(str(missing))
+
+
 @pytest.fixture(scope="module")
-def fn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lambda]:
+def fn(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Lambda]:
     moto_port = lambda_local.free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{moto_port}"
+    # moto's backends are per process: what the other runtime's run left would still be there.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
     credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     s3 = boto3.client(
         "s3",
@@ -63,6 +84,7 @@ def fn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lambda]:
     log = tmp_path_factory.mktemp("rie") / "rie.log"
     emulator = Emulator(
         log=log,
+        python=runtime,
         timeout_s=120,
         env={
             **credentials,
@@ -262,3 +284,120 @@ def test_model_loaded_once_and_cold_start_reported(
             f"(init + jfk.flac): {cold[0].duration_ms:.0f} ms; warm invocations: "
             f"{', '.join(f'{r.duration_ms:.0f}' for r in reports[1:])} ms\n"
         )
+
+
+# --- infra/lambda_local.py as a script: nothing outlives it (issue 10.7) -----------------------
+_SCRIPT = [sys.executable, str(REPO / "infra" / "lambda_local.py")]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait_listening(port: int, script: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert script.poll() is None, f"lambda_local.py exited with {script.returncode}"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on {port} in {timeout_s} s")
+
+
+def _emulator_and_runtime(script_pid: int) -> list[psutil.Process]:
+    return psutil.Process(script_pid).children(recursive=True)
+
+
+def _all_gone(processes: list[psutil.Process], timeout_s: float = 20) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    return alive
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "parent exits"])
+def test_script_stops_its_emulator_and_runtime(how: str, tmp_path: Path) -> None:
+    port = lambda_local.free_port()
+    command = [*_SCRIPT, "--port", str(port), "--timeout", "60"]
+    log = (tmp_path / "script.log").open("wb")
+    if how == "parent exits":
+        # A parent that starts the script and is then SIGKILLed: it cannot clean anything up.
+        parent = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import subprocess, time; subprocess.Popen({command!r}); time.sleep(600)",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not (children := psutil.Process(parent.pid).children()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        script_pid = children[0].pid
+        script = parent  # for _wait_listening's liveness check: the parent lives until killed
+    else:
+        script = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        script_pid = script.pid
+    try:
+        _wait_listening(port, script)
+        # One invocation, so that the runtime (awslambdaric, the handler, the model) is running too.
+        answer = Emulator(port=port).invoke({"hello": "world"})
+        assert answer["errorType"] == "UnsupportedEvent", answer
+        processes = _emulator_and_runtime(script_pid)
+        names = " ".join(" ".join(p.cmdline()) for p in processes)
+        assert "aws-lambda-rie" in names, names
+        assert "awslambdaric" in names, names
+        if how == "parent exits":
+            parent.kill()
+            parent.wait(10)
+        else:
+            os.kill(script_pid, getattr(signal, how))
+        left = _all_gone([*processes, psutil.Process(script_pid)])
+        assert not left, [p.cmdline() for p in left]
+        assert _port_free(port)
+    finally:
+        for pid in (script.pid, script_pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        log.close()
+
+
+def test_image_python_is_the_images_version_with_the_runtime_pins() -> None:
+    try:
+        python = lambda_local.runtime_python("image")
+    except FileNotFoundError as missing:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(missing))
+    image_tag = re.search(r"^FROM \S+/lambda/python:(\d+\.\d+)\.", (REPO / "Dockerfile").read_text(), re.M)
+    assert image_tag, "the Dockerfile's base image has no python:X.Y tag"
+    version = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert version == image_tag[1]
+    frozen = subprocess.run(
+        [python, "-m", "pip", "freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    installed = {
+        name.lower().replace("_", "-"): pinned
+        for name, pinned in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", frozen, re.M)
+    }
+    pins = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "function" / "requirements.txt").read_text(), re.M
+    )
+    assert pins
+    for name, pinned in pins:
+        assert installed.get(name.lower().replace("_", "-")) == pinned, (name, pinned)

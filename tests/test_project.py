@@ -14,7 +14,10 @@ def readme_commands() -> list[str]:
 def test_readme_has_the_run_and_test_commands():
     run, test = readme_commands()
     assert run.startswith("bash infra/install.sh && ")
-    assert "--host 127.0.0.1 --port 8000" in run
+    # The server entry with the read deadlines (chatserver/server.py), the one the tests run.
+    assert run.endswith(".venv/bin/python -m chatserver --host 127.0.0.1 --port 8000")
+    servers = (REPO / "tests" / "servers.py").read_text()
+    assert '[sys.executable, "-m", "chatserver", "--host", "127.0.0.1", "--port", str(port)]' in servers
     assert test.startswith("bash infra/install.sh --dev && ")
     assert "pytest" in test
 

@@ -2,6 +2,7 @@
 what the function needs: its routes, bucket, trigger, least privilege and failure handling.
 """
 
+import json
 import os
 import re
 import shutil
@@ -13,8 +14,6 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from chatserver.api.health import router as health_routes
-from chatserver.api.transcribe import router as transcribe_routes
 from chatserver.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +21,6 @@ TEMPLATE = REPO / "template.yaml"
 sys.path.insert(0, str(REPO / "infra"))
 
 from lambda_local import find_sam  # noqa: E402
-
-from chatserver.api.jobs import router as jobs_routes  # noqa: E402
 
 
 def dockerfile_build_args() -> dict[str, str]:
@@ -99,23 +96,35 @@ def test_sizing_is_parameters_with_defaults_for_the_base_model() -> None:
     assert parameters["ReservedConcurrency"]["Default"] == -1  # reserve nothing unless asked
 
 
-def test_api_routes_are_the_apps_routes_with_binary_media_types() -> None:
+def test_api_sends_every_path_and_method_to_the_app_with_binary_media_types() -> None:
     template = load()
     events = the_function(template)["Properties"]["Events"].values()
-    routes = {
-        (e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events if e["Type"] == "Api"
-    }
-    # Starlette's {name:path} is API Gateway's greedy {name+}.
-    app_routes = {
-        (method, re.sub(r"\{(\w+):path\}", r"{\1+}", route.path))
-        for router in (transcribe_routes, health_routes, jobs_routes)
-        for route in router.routes
-        for method in route.methods
-    }
-    assert routes == app_routes
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events if e["Type"] == "Api"}
+    # The app is the one router: its own 404 and 405, and CORS preflights (OPTIONS) answered
+    # with the configured origins. infra/lambda_http.py proxies every path the same way.
+    assert routes == {("any", "/"), ("any", "/{proxy+}")}
     (api,) = resources(template, "AWS::Serverless::Api").values()
     # REST APIs pass a multipart body to Lambda base64-encoded only for listed media types.
     assert {"multipart~1form-data", "audio~1*"} <= set(api["Properties"]["BinaryMediaTypes"])
+
+
+def test_api_keys_and_cors_origins_are_stack_parameters() -> None:
+    template = load()
+    parameters = template["Parameters"]
+    keys, origins = parameters["ApiKeys"], parameters["ApiCorsOrigins"]
+    assert keys["NoEcho"] is True  # masked by CloudFormation
+    env = the_function(template)["Properties"]["Environment"]["Variables"]
+    assert env["CHATSERVER_API_KEYS"] == {"Ref": "ApiKeys"}
+    assert env["CHATSERVER_CORS_ORIGINS"] == {"Ref": "ApiCorsOrigins"}
+    # Never baked into the image.
+    assert "CHATSERVER_API_KEYS" not in (REPO / "Dockerfile").read_text()
+    # The defaults mean no keys and no CORS, as the settings' own defaults do.
+    defaults = Settings(api_keys=keys["Default"], cors_origins=origins["Default"])
+    assert defaults.api_keys == []
+    assert defaults.cors_origins == []
+    assert Settings(api_keys="sk-one,sk-two").api_keys[1].get_secret_value() == "sk-two"
+    assert re.fullmatch(keys["AllowedPattern"], "sk-one,sk-two")
+    assert not re.fullmatch(keys["AllowedPattern"], "sk one")
 
 
 def test_bucket_is_private_encrypted_and_takes_browser_posts() -> None:
@@ -153,6 +162,10 @@ def test_policies_are_least_privilege() -> None:
     granted: dict[str, set[str]] = {}
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
+        if statement["Action"] == "sqs:SendMessage":
+            # The job runner sends the chunks of a fanned-out upload, to that queue only.
+            assert statement["Resource"] == {"Fn::GetAtt": ["ChunkQueue", "Arn"]}
+            continue
         pattern, values = statement["Resource"]["Fn::Sub"]
         assert values == bucket_name["Fn::Sub"][1]
         assert pattern.startswith("arn:${AWS::Partition}:s3:::" + bucket_name["Fn::Sub"][0])
@@ -162,6 +175,7 @@ def test_policies_are_least_privilege() -> None:
     assert granted == {
         "/${UploadPrefix}*": {"s3:GetObject", "s3:PutObject"},  # read uploads; sign presigned POSTs
         "/${ResultPrefix}*": {"s3:GetObject", "s3:PutObject"},
+        "/${WorkPrefix}*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},  # only work is deleted
         "": {"s3:ListBucket"},  # 404 rather than 403 for a result not written yet
     }
 
@@ -183,23 +197,42 @@ def test_outputs_name_the_api_url_and_the_bucket() -> None:
     assert outputs["BucketName"]["Value"] == {"Ref": "AudioBucket"}
 
 
-def test_sam_transform_adds_the_dead_letter_permission_and_the_notification(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from samtranslator.translator.transform import transform
+# The SAM transform runs in .venv-sam beside sam: aws-sam-translator pins pydantic below the
+# runtime's, and the suite must run on the runtime's exact versions (tests/test_pins.py).
+_TRANSFORM = """
+import json, sys
+from samtranslator.translator.transform import transform
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+json.dump(transform(json.load(sys.stdin), {}, NoManagedPolicies()), sys.stdout)
+"""
+
+
+def sam_transform(template: dict[str, Any]) -> dict[str, Any]:
+    sam_python = find_sam().parent / "python"
+    done = subprocess.run(
+        [str(sam_python), "-c", _TRANSFORM],
+        input=json.dumps(template),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "AWS_DEFAULT_REGION": "eu-west-1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_sam_transform_adds_the_dead_letter_permission_and_the_notification() -> None:
     template = load()
     # sam build fills in the image it pushed.
     the_function(template)["Properties"]["ImageUri"] = (
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/chatserver:x"
     )
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    output = transform(template, {}, NoManagedPolicies())
+    output = sam_transform(template)
     (role,) = resources(output, "AWS::IAM::Role").values()
     sends = [
         statement
@@ -207,15 +240,71 @@ def test_sam_transform_adds_the_dead_letter_permission_and_the_notification(
         for statement in policy["PolicyDocument"]["Statement"]
         if statement["Action"] == "sqs:SendMessage"
     ]
-    assert sends == [
-        {
-            "Action": "sqs:SendMessage",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]},
-        }
+    # The dead-letter destination (SAM's) and the chunk queue (ours): nothing else.
+    assert all(statement["Effect"] == "Allow" for statement in sends)
+    assert sorted(statement["Resource"]["Fn::GetAtt"][0] for statement in sends) == [
+        "ChunkQueue",
+        "FailedEventsQueue",
     ]
     bucket = output["Resources"]["AudioBucket"]
     (notification,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     assert notification["Event"] == "s3:ObjectCreated:*"
     # The bucket waits for the permission that lets S3 invoke the function.
     assert bucket["DependsOn"] == ["TranscribeFunctionUploadPermission"]
+
+
+def test_sam_transform_proxies_every_method_of_every_path_to_the_function() -> None:
+    template = load()
+    the_function(template)["Properties"]["ImageUri"] = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/cs:x"
+    (rest_api,) = resources(sam_transform(template), "AWS::ApiGateway::RestApi").values()
+    paths = rest_api["Properties"]["Body"]["paths"]
+    assert set(paths) == {"/", "/{proxy+}"}
+    for methods in paths.values():
+        # OPTIONS included: API Gateway answers no preflight itself, the app does.
+        assert set(methods) == {"x-amazon-apigateway-any-method"}
+        integration = methods["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy"
+
+
+# --- Fan-out of long S3 uploads: the chunk queue ------------------------------------------------
+def test_chunk_queue_feeds_the_function_one_chunk_at_a_time() -> None:
+    template = load()
+    properties = the_function(template)["Properties"]
+    event = properties["Events"]["Chunks"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"] == {
+        "Queue": {"Fn::GetAtt": ["ChunkQueue", "Arn"]},
+        "BatchSize": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": {"Ref": "ChunkMaxConcurrency"}},
+    }
+    queue = template["Resources"]["ChunkQueue"]["Properties"]
+    # Lambda refuses a mapping whose queue's visibility timeout is below the function timeout.
+    assert queue["VisibilityTimeout"] >= template["Parameters"]["Timeout"]["MaxValue"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ChunkDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "ChunkMaxReceives"},
+    }
+    env = properties["Environment"]["Variables"]
+    assert env["CHATSERVER_CHUNK_QUEUE_URL"] == {"Ref": "ChunkQueue"}
+    # The worker marks a chunk stuck on the delivery the queue dead-letters after.
+    assert env["CHATSERVER_CHUNK_MAX_RECEIVES"] == {"Ref": "ChunkMaxReceives"}
+    settings = Settings()
+    assert template["Parameters"]["ChunkMaxReceives"]["Default"] == settings.chunk_max_receives
+    assert template["Parameters"]["WorkPrefix"]["Default"] == settings.work_prefix
+    assert env["CHATSERVER_WORK_PREFIX"] == {"Ref": "WorkPrefix"}
+
+
+def test_work_objects_expire_and_the_work_prefix_is_kept_apart() -> None:
+    template = load()
+    rules = template["Resources"]["AudioBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (work,) = [rule for rule in rules if rule.get("Prefix") == {"Ref": "WorkPrefix"}]
+    assert work["Status"] == "Enabled"
+    assert work["ExpirationInDays"] == {"Ref": "WorkRetentionDays"}
+    assertions = template["Rules"]["WorkOutsideUploadsAndResults"]["Assertions"]
+    compared = {json.dumps(a["Assert"], sort_keys=True) for a in assertions}
+    for other in ("UploadPrefix", "ResultPrefix"):
+        assert (
+            json.dumps({"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkPrefix"}, {"Ref": other}]}]}, sort_keys=True)
+            in compared
+        )

@@ -1,4 +1,10 @@
-"""Audio decoding: any accepted container to 16 kHz mono float32, with the FFmpeg binary."""
+"""Audio decoding: any accepted container to 16 kHz mono float32, with the FFmpeg binary.
+
+Samples are decoded as Whisper's reference does (openai-whisper's ``load_audio``): FFmpeg
+resamples to 16 kHz mono signed 16-bit PCM, scaled to [-1, 1) by 1/32768. That is what the
+model was trained on; FFmpeg's float output skips the 16-bit rounding and changes the words
+on some clips (README, "How a recording is cut and decoded").
+"""
 
 import errno
 import logging
@@ -74,7 +80,7 @@ def decode(path: Path, *, ffmpeg: str, timeout_s: float, max_seconds: float) -> 
         "-map", "0:a:0",
         "-ac", "1",
         "-ar", str(SAMPLE_RATE),
-        "-f", "f32le",
+        "-f", "s16le",
         # Decoding one second past the limit is enough to know the audio is too long.
         "-t", f"{max_seconds + 1:.3f}",
         "pipe:1",
@@ -87,11 +93,14 @@ def decode(path: Path, *, ffmpeg: str, timeout_s: float, max_seconds: float) -> 
         raise DecoderCrashed(-result.returncode)
     if result.returncode != 0:
         raise UndecodableAudio(_ffmpeg_reason(result.stderr, path))
-    samples = np.frombuffer(result.stdout, dtype=np.float32)
-    if samples.size == 0:
+    pcm = np.frombuffer(result.stdout, dtype=np.int16)
+    del result  # the PCM bytes live on in ``pcm`` until they are converted, then go
+    if pcm.size == 0:
         raise UndecodableAudio("it contains no audio samples")
-    if samples.size > max_seconds * SAMPLE_RATE:
+    if pcm.size > max_seconds * SAMPLE_RATE:
         raise AudioTooLong(max_seconds)
+    samples = pcm.astype(np.float32)
+    samples /= 32768.0  # in place: one float copy of the audio in memory, not two
     return samples
 
 

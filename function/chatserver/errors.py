@@ -9,6 +9,14 @@ from typing import ClassVar
 ACCEPTED_FORMATS = "webm/opus, ogg/opus, ogg/vorbis, m4a/mp4/aac, mp3, wav, flac"
 
 
+def quote_value(value: str, limit: int = 40) -> str:
+    """A user-supplied value as it may appear in a message or a log line: quoted, and cut to
+    ``limit`` characters with its length, so a megabyte of input is never echoed (issue 10)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 class ChatServerError(Exception):
     status_code: ClassVar[int] = 400
     error_type: ClassVar[str] = "invalid_request"
@@ -34,8 +42,9 @@ class UnknownLanguage(ChatServerError):
 
     def __init__(self, value: str) -> None:
         super().__init__(
-            f"Unknown language {value!r}. Use a Whisper language name or ISO 639-1 code "
-            "(for example 'french', 'French' or 'fr'), or leave it out to detect the language."
+            f"Unknown language {quote_value(value)}. Use a Whisper language name, an ISO 639-1 "
+            "code or a BCP-47 tag (for example 'french', 'French', 'fr' or 'fr-FR'), or leave it "
+            "out to detect the language."
         )
 
 
@@ -138,7 +147,7 @@ class JobNotFound(ChatServerError):
 
     def __init__(self, job_id: str, malformed: bool) -> None:
         why = "is not a job id (ids are the job_id that POST /jobs returns)" if malformed else "is unknown"
-        super().__init__(f"Job {job_id[:80]!r} {why}; create a job with POST /jobs.")
+        super().__init__(f"Job {quote_value(job_id, 80)} {why}; create a job with POST /jobs.")
 
 
 class S3NotConfigured(ChatServerError):
@@ -159,3 +168,78 @@ class StorageUnavailable(ChatServerError):
 
     def __init__(self) -> None:
         super().__init__("The job store (S3) did not answer or refused the request; try again.")
+
+
+# --- API keys and the OpenAI-compatible routes (issue 11) ---------------------------------
+
+
+class InvalidApiKey(ChatServerError):
+    status_code = 401
+    error_type = "invalid_api_key"
+
+    def __init__(self, missing: bool) -> None:
+        what = "No API key was sent" if missing else "The API key is not valid"
+        super().__init__(f"{what}: send 'Authorization: Bearer <key>' with one of this server's keys.")
+
+
+class UnknownModel(ChatServerError):
+    """A ``model`` field naming neither the loaded model nor its ``whisper-1`` alias."""
+
+    error_type = "model_not_found"
+
+    def __init__(self, value: str, accepted: list[str]) -> None:
+        super().__init__(
+            f"Unknown model {quote_value(value)}: this server runs {' or '.join(map(repr, accepted))}."
+        )
+
+
+class ModelNotFound(UnknownModel):
+    status_code = 404
+
+
+# --- end of issue 11 errors ---------------------------------------------------------------
+
+
+# --- Compute bounds (issue 10 item 1) --------------------------------------------------------
+
+
+class ComputeBudgetExceeded(ChatServerError):
+    """A transcription used its engine seconds (``engine_budget_*`` settings) and was stopped.
+
+    503, not 422: the audio is valid and may well pass on a less loaded server; but not
+    transient for the S3 runner, since the same audio on the same server would exceed the
+    budget again, so a job ends ``failed`` rather than being retried by Lambda.
+    """
+
+    status_code = 503
+    error_type = "compute_budget_exceeded"
+    http_hint = "Retry later, or send a shorter recording."
+
+    def __init__(self, budget_s: float, audio_s: float) -> None:
+        super().__init__(
+            f"Transcription stopped after {budget_s:.0f} s of engine time, the budget for "
+            f"{audio_s:.0f} s of audio; the recording takes unusually long to decode (noise or "
+            "music rather than speech?)."
+        )
+
+
+# --- end of compute bounds ---------------------------------------------------------------
+
+
+# --- Edges of the HTTP contract (issue 10) --------------------------------------------------
+
+
+class RepeatedField(ChatServerError):
+    """A form field sent more than once: the parser would silently keep the last one."""
+
+    status_code = 422
+    error_type = "invalid_request"
+
+    def __init__(self, field: str, count: int) -> None:
+        super().__init__(
+            f"The multipart/form-data field {quote_value(field)} was sent {count} times; send it once "
+            "(one recording per request)."
+        )
+
+
+# --- end of issue 10 errors -----------------------------------------------------------------

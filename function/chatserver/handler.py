@@ -11,6 +11,8 @@ adapter. Each invocation then only dispatches its event:
 - SQS messages that wrap S3 notifications (directly or through SNS) go to the job runner one
   message at a time; the messages that failed are returned as ``batchItemFailures`` so that
   only they come back (the event source mapping needs ``ReportBatchItemFailures``).
+- SQS messages of the chunk queue (a long upload fanned out, fanout.py) go to the chunk
+  worker, reported the same way; the chunk queue's mapping has batch size 1.
 - Anything else is refused with a log line and an ``UnsupportedEvent`` error; the runtime
   itself carries on with the next invocation.
 """
@@ -29,6 +31,8 @@ from mangum.handlers import APIGateway, HTTPGateway
 from mangum.types import Scope
 
 from .api.app import create_app
+from .chunk_worker import ChunkWorker
+from .fanout import ChunkMessage, parse_chunk_message
 from .jobs import JobRunner, parse_record, s3_records
 from .logs import configure_logging, object_key, request_id
 from .service import TranscriptionService
@@ -156,6 +160,11 @@ def job_runner() -> JobRunner:
     return JobRunner(service, settings)
 
 
+@cache
+def chunk_worker() -> ChunkWorker:
+    return ChunkWorker(job_runner())
+
+
 # --- dispatch ---------------------------------------------------------------------------------
 def handler(event: Any, context: Any) -> Any:
     """The Lambda handler: the image's CMD."""
@@ -178,7 +187,7 @@ def _refuse(event: Any) -> UnsupportedEvent:
     shape = sorted(str(key) for key in event)[:20] if isinstance(event, dict) else type(event).__name__
     logger.error(
         "refusing an event of unknown shape (top-level keys: %s): this function handles API "
-        "Gateway REST/HTTP API, Function URL, S3 ObjectCreated and SQS-wrapped S3 events",
+        "Gateway REST/HTTP API, Function URL, S3 ObjectCreated, SQS-wrapped S3 and chunk queue events",
         shape,
         extra={"event_shape": shape},
     )
@@ -202,6 +211,9 @@ def _handle_sqs(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, str]
     for message in messages:
         message_id = message.get("messageId", "")
         try:
+            if (chunk := parse_chunk_message(message.get("body"))) is not None:
+                _run_chunk(chunk, _receive_count(message))
+                continue
             for record in s3_records({"Records": [message]}):
                 _run_record(runner.handle_record, record)
         except Exception as exc:
@@ -227,5 +239,41 @@ def _run_record(handle: Callable[[dict[str, Any]], None], record: dict[str, Any]
     else:
         elapsed = time.perf_counter() - started
         logger.info("object %s handled in %.2f s", key, elapsed, extra={"time_s": round(elapsed, 3)})
+    finally:
+        object_key.reset(token)
+
+
+def _receive_count(message: dict[str, Any]) -> int:
+    try:
+        return int(message.get("attributes", {}).get("ApproximateReceiveCount", 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _run_chunk(chunk: ChunkMessage, receive_count: int) -> None:
+    token = object_key.set(chunk.key)
+    started = time.perf_counter()
+    try:
+        chunk_worker().handle(chunk, receive_count)
+    except Exception:
+        elapsed = time.perf_counter() - started
+        logger.exception(
+            "object %s %s failed after %.2f s (delivery %d)",
+            chunk.key,
+            chunk.span,
+            elapsed,
+            receive_count,
+            extra={"time_s": round(elapsed, 3)},
+        )
+        raise
+    else:
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "object %s %s handled in %.2f s",
+            chunk.key,
+            chunk.span,
+            elapsed,
+            extra={"time_s": round(elapsed, 3), "chunk_index": chunk.index},
+        )
     finally:
         object_key.reset(token)

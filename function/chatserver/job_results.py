@@ -56,6 +56,11 @@ class _RunDocument(_Document):
     options: JobOptions
     created_at: datetime = Field(description="When the upload was stored (the object's Last-Modified).")
     started_at: datetime = Field(description="When the job runner started on this upload.")
+    chunks: int = Field(
+        default=1,
+        ge=1,
+        description="Chunks the recording was cut into and transcribed in parallel; 1: one pass.",
+    )
 
 
 class PendingJob(_Document):
@@ -64,9 +69,24 @@ class PendingJob(_Document):
     upload_expires_at: datetime = Field(description="The presigned POST is refused after this time.")
 
 
+class StuckChunk(BaseModel):
+    """A chunk of a fanned-out job that kept failing and was dead-lettered (fanout.py)."""
+
+    index: int
+    start: float = Field(description="Seconds from the start of the recording.")
+    end: float
+    error: str
+
+
 class ProcessingJob(_RunDocument):
     status: Literal["processing"] = "processing"
-    progress: float = Field(ge=0, le=1, description="Fraction of the audio transcribed so far.")
+    progress: float = Field(
+        ge=0, le=1, description="Fraction of the audio transcribed so far (fanned out: of the audio seconds)."
+    )
+    stuck: list[StuckChunk] = Field(
+        default_factory=list,
+        description="Chunks whose retries ran out; a redrive of them can finish the job.",
+    )
 
 
 class CompletedJob(_RunDocument):

@@ -16,6 +16,8 @@ late, for the same or an older upload:
   and the runner returns. Anything else raises, so Lambda retries and then dead-letters the
   event; the ``processing`` document left behind is replaced by the retry.
 - The runner only ever reads the upload: it never writes, copies or deletes under the upload prefix.
+- With a chunk queue configured, an upload longer than ``fanout_min_seconds`` is cut into
+  chunks and fanned out (fanout.py); chunk_worker.py finishes the job under the same rules.
 """
 
 import json
@@ -34,6 +36,7 @@ from botocore.exceptions import ClientError
 
 from .audio import save_stream, temporary_audio_path
 from .errors import ChatServerError, ObjectTooLarge
+from .fanout import FanOut
 from .job_results import (
     CompletedJob,
     FailedJob,
@@ -43,6 +46,7 @@ from .job_results import (
     ProcessingJob,
     RunResult,
     Source,
+    StuckChunk,
     TerminalResult,
     utc_now,
 )
@@ -131,6 +135,7 @@ class JobRunner:
         self.settings = settings
         self.s3 = s3_client if s3_client is not None else make_s3_client(settings)
         self.results = ResultStore(self.s3)
+        self.fanout = FanOut(settings, self.s3, service) if settings.chunk_queue_url else None
 
     def handle_event(self, event: dict[str, Any]) -> None:
         """Every S3 record of a direct or SQS-wrapped event, in order; the first transient error raises."""
@@ -183,7 +188,30 @@ class _Job:
         self.where = f"job {self.job_id!r} (s3://{self.bucket}/{self.key})"
         self.seen: str | None = None  # ETag of the result document as last read or written
         self.progress = 0.0
+        self.chunks = 1
+        self.stuck: list[StuckChunk] = []
         self.stopped = threading.Event()
+
+    @classmethod
+    def resume(
+        cls,
+        runner: JobRunner,
+        source: Source,
+        options: JobOptions,
+        created_at: datetime,
+        started_at: datetime,
+        chunks: int,
+    ) -> "_Job":
+        """The job of a fanned-out upload, as a chunk worker continues it on another machine."""
+        job = cls(runner, ObjectCreated(source.bucket, source.key, source.etag, source.size))
+        job.source = source
+        job.options = options
+        job.created_at = created_at
+        job.started_at = started_at
+        job.chunks = chunks
+        # processing_seconds counts from the runner's start, not from this worker's.
+        job.clock = time.perf_counter() - (utc_now() - started_at).total_seconds()
+        return job
 
     def run(self) -> None:
         head = self._head()
@@ -215,6 +243,8 @@ class _Job:
         self.clock = time.perf_counter()
         try:
             transcript = self._transcribe()
+            if transcript is None:
+                return  # fanned out: the chunk worker that writes the last part finishes the job
         except _Superseded as reason:
             logger.info("%s: stopped, %s", self.where, reason)
             return
@@ -229,7 +259,7 @@ class _Job:
             return
         self._finish(self._completed(transcript))
 
-    def _transcribe(self) -> Transcript:
+    def _transcribe(self) -> Transcript | None:
         service = self.runner.service
         # Options and size are checked before anything is downloaded, so bad uploads fail cheaply.
         options = service.options(self.options.language)
@@ -239,6 +269,8 @@ class _Job:
             self._download(path)
             if not self._write(self._processing()):
                 raise _Superseded("another delivery or a newer upload owns the result")
+            if self._fanned_out(path):
+                return None
             heartbeat = _Heartbeat(self, self.settings.progress_interval_s)
             try:
                 transcript = service.transcribe(
@@ -249,6 +281,36 @@ class _Job:
         if self.stopped.is_set():
             raise _Superseded("another delivery finished first or the upload was replaced")
         return transcript
+
+    def _fanned_out(self, path: Path) -> bool:
+        """Cut a long upload into chunks and queue them; False: transcribe it here in one pass."""
+        fanout = self.runner.fanout
+        if fanout is None:
+            return False
+        # Decoded here and, for short uploads, again by the service: decoding is about 1% of
+        # the transcription, and the service keeps one pipeline for every caller.
+        samples = fanout.decode(path)
+        if not fanout.wanted(samples):
+            return False
+        plan, work, split_s = fanout.plan(self.bucket, self.job_id, self.source, self.options, samples)
+        del samples  # an hour is 230 MB of float32
+        self.chunks = len(plan.chunks)
+        # Written before the messages go, so no worker's progress is overwritten by this 0.
+        if not self._write(self._processing()):
+            raise _Superseded("another delivery or a newer upload owns the result")
+        fanout.send(fanout.messages(self.bucket, self.key, plan, work, self.created_at, self.started_at))
+        logger.info(
+            "%s: %.0f s of %s audio cut into %d chunks in %.2f s and queued, work at s3://%s/%s",
+            self.where,
+            plan.duration,
+            plan.language,
+            self.chunks,
+            split_s,
+            self.bucket,
+            work,
+            extra={"split_s": round(split_s, 3), "chunks": self.chunks},
+        )
+        return True
 
     def _download(self, path: Path) -> None:
         try:
@@ -272,12 +334,13 @@ class _Job:
             # Raising inside the engine's loop is the only way to stop it early.
             raise _Superseded("another delivery finished first or the upload was replaced")
 
-    def _finish(self, doc: TerminalResult) -> None:
+    def _finish(self, doc: TerminalResult) -> bool:
+        """Write the final result under the conditional-write rules; True if this delivery's was written."""
         if not self._source_is_current():
             logger.info(
                 "%s: the upload was replaced meanwhile; %s result not written", self.where, doc.status
             )
-            return
+            return False
         if self._write(doc):
             logger.info(
                 "%s: %s in %.2f s, result at s3://%s/%s",
@@ -287,8 +350,9 @@ class _Job:
                 self.bucket,
                 self.result_key,
             )
-        else:
-            logger.info("%s: another delivery wrote the result first; ours dropped", self.where)
+            return True
+        logger.info("%s: another delivery wrote the result first; ours dropped", self.where)
+        return False
 
     def _write(self, doc: RunResult) -> bool:
         """Write ``doc`` unless another writer should win; False means stop working."""
@@ -344,13 +408,14 @@ class _Job:
             "options": self.options,
             "created_at": self.created_at,
             "started_at": self.started_at,
+            "chunks": self.chunks,
         }
 
     def _finished_fields(self) -> dict[str, Any]:
         return {"finished_at": utc_now(), "processing_seconds": round(time.perf_counter() - self.clock, 3)}
 
     def _processing(self) -> ProcessingJob:
-        return ProcessingJob(**self._run_fields(), progress=round(self.progress, 4))
+        return ProcessingJob(**self._run_fields(), progress=round(self.progress, 4), stuck=self.stuck)
 
     def _completed(self, transcript: Transcript) -> CompletedJob:
         engine = self.runner.service.engine

@@ -1,6 +1,11 @@
 """Whisper's languages: ISO 639-1 codes, their English names and accepted aliases."""
 
+import re
+
 from .errors import UnknownLanguage
+
+# A language tag: its primary subtag, then region, script or variant subtags ("zh-Hant-TW").
+_BCP47 = re.compile(r"(?P<primary>[a-z]{2,3})(?:-[a-z0-9]{1,8})+")
 
 LANGUAGES: dict[str, str] = {
     "en": "english",
@@ -119,16 +124,24 @@ _ALIASES: dict[str, str] = {
     "castilian": "es",
     "mandarin": "zh",
 }
-_BY_NAME = {name: code for code, name in LANGUAGES.items()} | _ALIASES
+# Codes and names in one table: "fr" and "french" both map to "fr".
+_BY_NAME = {code: code for code in LANGUAGES} | {name: code for code, name in LANGUAGES.items()} | _ALIASES
 
 
 def to_language_code(value: str | None) -> str | None:
-    """Map a Whisper language name or code, in any case, to its code; None means detect."""
+    """Map a Whisper language name, an ISO 639-1 code or a BCP-47 tag, in any case, to its
+    code; None means detect.
+
+    A BCP-47 tag (what a browser's ``navigator.language`` gives: ``fr-FR``, ``pt-BR``,
+    ``zh-Hant``) is taken by its primary subtag: Whisper has one model per language, not
+    per region or script.
+    """
     key = (value or "").strip().lower()
     if key in ("", "auto"):
         return None
-    if key in LANGUAGES:
-        return key
     if key in _BY_NAME:
         return _BY_NAME[key]
-    raise UnknownLanguage(value)
+    tag = _BCP47.fullmatch(key.replace("_", "-"))
+    if tag and tag["primary"] in LANGUAGES:
+        return tag["primary"]
+    raise UnknownLanguage(value or "")

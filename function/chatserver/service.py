@@ -1,17 +1,27 @@
-"""The one transcription service that the HTTP routes and the S3 job runner both call."""
+"""The one transcription service that the HTTP routes and the S3 job runner both call.
+
+The pipeline: decode (as openai-whisper's ``load_audio`` does) -> cut at silences into pieces
+of at most ``piece_max_s`` (segmentation.py) -> language detected once on the first speech,
+when not given -> each piece transcribed on its own -> segments shifted onto the recording's
+timeline. Non-speech is never decoded, memory is that of one piece whatever the duration, and
+every transcription stops once it has used its engine-seconds budget.
+"""
 
 import logging
 import time
 from pathlib import Path
 from typing import BinaryIO
 
-from .audio import decode, ffmpeg_executable, save_stream, temporary_audio_path
+import numpy as np
+
+from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
 from .engines import Engine, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
-from .errors import UnsupportedLanguage
+from .errors import ComputeBudgetExceeded, UnsupportedLanguage
 from .languages import to_language_code
+from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, speech_spans
 from .settings import Settings
-from .transcript import Transcript
+from .transcript import DecodedSegment, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +34,10 @@ class TranscriptionService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TranscriptionService":
-        return cls(settings, load_engine(settings))
+        service = cls(settings, load_engine(settings))
+        # Loads the VAD model now, with the engine, rather than in the first request.
+        cut_at_silences(np.zeros(SAMPLE_RATE, dtype=np.float32), settings.piece_max_s)
+        return service
 
     def options(self, language: str | None) -> TranscribeOptions:
         """Check a caller's options before any audio is read, so bad ones fail fast."""
@@ -71,20 +84,150 @@ class TranscriptionService:
             timeout_s=self.settings.ffmpeg_timeout_s,
             max_seconds=max_seconds,
         )
-        decoded = time.perf_counter()
-        transcript = self.engine.transcribe(samples, options, progress, on_segment)
-        done = time.perf_counter()
         logger.info(
-            "transcribed %.2f s of %s audio: decode %.2f s, engine %.2f s",
-            transcript.duration,
-            transcript.language,
-            decoded - started,
-            done - decoded,
+            "decoded %.2f s of audio in %.2f s",
+            samples.size / SAMPLE_RATE,
+            time.perf_counter() - started,
+            extra={"decode_s": round(time.perf_counter() - started, 3)},
+        )
+        return self.transcribe_samples(samples, options, progress, on_segment)
+
+    def transcribe_samples(
+        self,
+        samples: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """Transcribe decoded 16 kHz mono samples, piece by piece (module docstring).
+
+        Raises ``ComputeBudgetExceeded`` once the engine has used its budget, and whatever
+        ``on_segment`` raises, at the next segment or piece.
+        """
+        started = time.perf_counter()
+        duration = samples.size / SAMPLE_RATE
+        runs = speech_spans(samples, SpeechDetection(), self.settings.piece_max_s)
+        pieces = group_runs(runs, self.settings.piece_max_s)
+        cut = time.perf_counter()
+        budget = _Budget(
+            max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),
+            duration,
+        )
+        language = options.language or self._detect_language(samples, pieces)
+        # The caller's prompt conditions the first window of the recording only.
+        later = options.model_copy(update={"language": language, "prompt": None})
+        segments: list[DecodedSegment] = []
+        retried = 0
+        for index, piece in enumerate(pieces):
+            first = options.model_copy(update={"language": language}) if index == 0 else later
+            found = self._piece(samples, piece, first, budget)
+            # Whisper sometimes ends a window early and drops the speech after it (measured:
+            # "one two three" after JFK in one piece). Runs of speech that no segment covers
+            # are decoded once more on their own (not the whole piece again: the same input gives
+            # the same answer); a second miss is left as it is.
+            for missed in _uncovered([r for r in runs if piece.start <= r.start < piece.end], found):
+                if missed == piece:
+                    break
+                retried += 1
+                found += self._piece(samples, missed, later, budget)
+            found.sort(key=lambda s: s.start)
+            for segment in found:
+                # In order, and never before the previous segment ends.
+                floor = segments[-1].end if segments else 0.0
+                end = max(segment.end, floor)
+                segment = segment.model_copy(
+                    update={"start": min(max(segment.start, floor), end), "end": end}
+                )
+                segments.append(segment)
+                if on_segment is not None:
+                    on_segment(segment)
+            if progress is not None:
+                progress(min(piece.end_s / duration, 1.0))
+        if progress is not None:
+            progress(1.0)
+        done = time.perf_counter()
+        speech = sum(p.duration_s for p in pieces)
+        logger.info(
+            "transcribed %.2f s of %s audio: %d pieces (%d runs decoded again), %.2f s of speech; "
+            "cut %.2f s, engine %.2f s",
+            duration,
+            language,
+            len(pieces),
+            retried,
+            speech,
+            cut - started,
+            done - cut,
             extra={
-                "audio_duration_s": transcript.duration,
-                "language": transcript.language,
-                "decode_s": round(decoded - started, 3),
-                "engine_s": round(done - decoded, 3),
+                "audio_duration_s": round(duration, 3),
+                "language": language,
+                "pieces": len(pieces),
+                "pieces_retried": retried,
+                "speech_s": round(speech, 3),
+                "cut_s": round(cut - started, 3),
+                "engine_s": round(done - cut, 3),
             },
         )
-        return transcript
+        return Transcript(
+            text="".join(s.text for s in segments).strip(),
+            language=language,
+            duration=round(duration, 3),
+            segments=segments,
+        )
+
+    def _piece(
+        self, samples: np.ndarray, span: Span, options: TranscribeOptions, budget: "_Budget"
+    ) -> list[DecodedSegment]:
+        """One piece through the engine, its segments on the recording's timeline, inside the piece."""
+        budget.check()
+        found: list[DecodedSegment] = []
+
+        def collect(segment: DecodedSegment) -> None:
+            shifted = segment.shifted(span.start_s)
+            end = min(shifted.end, span.end_s)
+            found.append(
+                shifted.model_copy(update={"start": max(min(shifted.start, end), span.start_s), "end": end})
+            )
+            budget.check()
+
+        self.engine.transcribe(samples[span.start : span.end], options, None, collect)
+        return found
+
+    def _detect_language(self, samples: np.ndarray, pieces: list[Span]) -> str:
+        """Detected once, on the first 30 s of speech (of the recording where there is none)."""
+        if not self.engine.multilingual:
+            return "en"
+        start = pieces[0].start if pieces else 0
+        guesses = self.engine.detect_language(samples[start : start + 30 * SAMPLE_RATE])
+        return guesses[0].code
+
+
+class _Budget:
+    """Engine seconds left to one transcription; past them, ``ComputeBudgetExceeded``."""
+
+    def __init__(self, seconds: float, audio_s: float) -> None:
+        self.seconds = seconds
+        self.audio_s = audio_s
+        self.deadline = time.perf_counter() + seconds
+
+    def check(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise ComputeBudgetExceeded(self.seconds, self.audio_s)
+
+
+def _uncovered(runs: list[Span], segments: list[DecodedSegment]) -> list[Span]:
+    """Consecutive runs of speech that no segment overlaps, each group as one span."""
+    # Runs are padded (SpeechDetection.pad_s); a segment must reach into the speech itself.
+    pad = SpeechDetection().pad_s
+    groups: list[Span] = []
+    previous_missed = False
+    for run in runs:
+        covered = any(s.start < run.end_s - pad and s.end > run.start_s + pad for s in segments)
+        if covered or run.duration_s <= 2 * pad:
+            previous_missed = False
+            continue
+        if previous_missed:
+            groups[-1] = Span(groups[-1].start, run.end)
+        else:
+            groups.append(run)
+        previous_missed = True
+    return groups

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EngineName = Literal["faster-whisper", "openai-whisper"]
 
@@ -61,6 +61,76 @@ class Settings(BaseSettings):
     s3_connect_timeout_s: float = Field(default=5.0, gt=0)
     s3_read_timeout_s: float = Field(default=30.0, gt=0)
     s3_max_attempts: int = Field(default=4, ge=1, le=10)
+
+    # --- Pieces, sized windows and compute bounds (issue 9; issue 10 items 1 and 4) ---
+    # A recording is cut at silences into pieces of at most this (segmentation.py). Measured on
+    # the English clips joined with 0.6 s silences: pieces of 28 s lost whole sentences (WER
+    # 0.411 against 0.093 clip by clip), 20 s 0.155, 15 s 0.093 (README).
+    piece_max_s: float = Field(default=15.0, gt=1, le=28)
+    # The default engine's encoder window sized to each piece (engines/faster.py WindowRule).
+    sized_window: bool = True
+    window_min_s: float = Field(default=10.0, ge=3, le=30)
+    window_margin_s: float = Field(default=3.0, ge=0, le=10)
+    # Engine seconds a transcription may use: this many per second of audio, never under the
+    # floor; past it the transcription stops with 503 compute_budget_exceeded (S3: failed).
+    engine_budget_per_audio_s: float = Field(default=1.0, gt=0)
+    engine_budget_floor_s: float = Field(default=30.0, gt=0)
+    # --- end of pieces, windows and compute bounds ---
+
+    # --- Fan-out of long S3 uploads (issue 13; chunks.py, fanout.py, chunk_worker.py) ---
+    # Without a chunk queue every upload is transcribed in one pass, as before.
+    chunk_queue_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    work_prefix: str = Field(default="work/", min_length=1)
+    # Uploads longer than this are cut into chunks and fanned out (README: fan-out figures).
+    fanout_min_seconds: float = Field(default=600.0, gt=0)
+    chunk_seconds: float = Field(default=180.0, ge=30, le=900)
+    # Each cut is the quietest spot in the last this-many seconds before chunk_seconds.
+    chunk_search_seconds: float = Field(default=20.0, gt=0)
+    # The chunk queue's maxReceiveCount (template.yaml): the last delivery marks the chunk stuck.
+    chunk_max_receives: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _work_outside_uploads_and_results(self) -> "Settings":
+        # Chunks under the upload prefix would start jobs of their own; under the result
+        # prefix they would be taken for results.
+        for name, prefix in (("upload_prefix", self.upload_prefix), ("result_prefix", self.result_prefix)):
+            if self.work_prefix.startswith(prefix) or prefix.startswith(self.work_prefix):
+                raise ValueError(f"work_prefix {self.work_prefix!r} and {name} {prefix!r} must not overlap")
+        if self.chunk_search_seconds >= self.chunk_seconds:
+            raise ValueError("chunk_search_seconds must be less than chunk_seconds")
+        return self
+
+    # --- end of fan-out settings ---
+
+    # --- API keys and CORS (issue 11) -------------------------------------------------------
+    # Comma-separated in the environment. SecretStr: no repr, log line or error shows a key.
+    # Empty: no key is asked for.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Browser origins allowed to call the API ("https://app.example.com"); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    # --- end of API keys and CORS -------------------------------------------------------------
+
+    # --- Read deadlines and uploads in flight (issue 10; server.py, api/middleware.py) -------
+    # From a connection's first byte (or its previous answer) to the end of the request's
+    # headers; an idle connection is closed after it too.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    # From the end of the headers to the end of the body: 25 MiB in 60 s is 3.5 Mbit/s, and
+    # API Gateway gives a whole request 29-30 s anyway. A slower body gets a 408.
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    # Request bodies being received at once; beyond that, 503 + Retry-After at once. Each may
+    # hold a spooled upload of up to max_upload_bytes in tmp_dir until its deadline.
+    max_receiving_uploads: int = Field(default=4, ge=1)
+    # --- end of read deadlines ---------------------------------------------------------------
 
     @model_validator(mode="after")
     def _results_outside_uploads(self) -> "Settings":

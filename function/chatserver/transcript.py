@@ -1,6 +1,7 @@
 """The transcript types every engine returns, and their renderers (json, text, srt, vtt, verbose_json)."""
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -68,6 +69,13 @@ class ResponseFormat(StrEnum):
     vtt = "vtt"
     verbose_json = "verbose_json"
 
+    @classmethod
+    def _missing_(cls, value: object) -> "ResponseFormat | None":
+        # Case-insensitive, as language is: "JSON" and "Text" are what people type.
+        if isinstance(value, str):
+            return cls.__members__.get(value.strip().lower())
+        return None
+
 
 class TranscriptionResponse(BaseModel):
     """The seed's contract: ``transcript`` stays, ``language`` and ``duration`` were added."""
@@ -79,6 +87,16 @@ class TranscriptionResponse(BaseModel):
 
 class VerboseTranscriptionResponse(TranscriptionResponse):
     segments: list[Segment]
+
+
+# word_timestamps=true adds the words; without it the responses above stay the seed's, byte
+# for byte.
+class TranscriptionWithWords(TranscriptionResponse):
+    words: list[Word] = Field(description="Every word with its start and end, in order.")
+
+
+class VerboseTranscriptionWithWords(VerboseTranscriptionResponse):
+    words: list[Word] = Field(description="Every word with its start and end, in order.")
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -105,12 +123,15 @@ def to_vtt(transcript: Transcript) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def to_response(transcript: Transcript, verbose: bool) -> TranscriptionResponse:
-    fields = {
+def to_response(transcript: Transcript, verbose: bool, words: bool = False) -> TranscriptionResponse:
+    fields: dict[str, Any] = {
         "transcript": transcript.text,
         "language": transcript.language,
         "duration": transcript.duration,
     }
     if verbose:
-        return VerboseTranscriptionResponse(**fields, segments=transcript.public_segments())
-    return TranscriptionResponse(**fields)
+        fields["segments"] = transcript.public_segments()
+    if words:
+        fields["words"] = [w for s in transcript.segments for w in s.words or ()]
+        return (VerboseTranscriptionWithWords if verbose else TranscriptionWithWords)(**fields)
+    return (VerboseTranscriptionResponse if verbose else TranscriptionResponse)(**fields)

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..errors import S3NotConfigured
+from ..errors import RepeatedField, S3NotConfigured
 from ..job_store import JobStore, make_s3_client
 from ..service import TranscriptionService
 from ..settings import Settings
@@ -41,3 +41,15 @@ def get_job_store(request: Request) -> JobStore:
 
 
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+
+
+async def one_file_part(request: Request) -> None:
+    """Refuses a second ``file`` part instead of silently transcribing the last one."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return  # the route reads no form: nothing was parsed, nothing to check
+    # FastAPI has parsed the form for the route already: this is the cached FormData.
+    form = await request.form()
+    count = len(form.getlist("file"))
+    if count > 1:
+        raise RepeatedField("file", count)

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from .dependencies import ServiceDep, SlotsDep
+from .openapi import COMMON_ERRORS, error_responses
 
 router = APIRouter()
 
@@ -17,7 +18,7 @@ class Health(BaseModel):
     admitted: int
 
 
-@router.get("/health")
+@router.get("/health", responses=error_responses(*COMMON_ERRORS))
 async def health(service: ServiceDep, slots: SlotsDep) -> Health:
     return Health(
         status="ok",

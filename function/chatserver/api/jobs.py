@@ -11,6 +11,7 @@ from ..errors import ACCEPTED_FORMATS, JobNotFound
 from ..job_results import JobResult
 from ..job_store import PresignedPost, is_job_id
 from .dependencies import JobStoreDep, ServiceDep, SettingsDep
+from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses
 
 router = APIRouter(tags=["jobs"])
 
@@ -28,13 +29,19 @@ class JobCreated(BaseModel):
     language: str | None = Field(description="ISO 639-1 code stored with the upload; null: detected.")
 
 
-_JOB_ERRORS = {
-    501: {"description": "This server has no bucket configured for the S3 path."},
-    503: {"description": "S3 did not answer; try again."},
+_JOB_DESCRIPTIONS = {
+    400: "Unknown language.",
+    404: "No job has this id.",
+    501: "This server has no bucket configured for the S3 path.",
+    503: "S3 did not answer, or too many uploads are being received; see Retry-After.",
 }
 
 
-@router.post("/jobs", status_code=201, responses={400: {"description": "Unknown language."}, **_JOB_ERRORS})
+@router.post(
+    "/jobs",
+    status_code=201,
+    responses=error_responses(*COMMON_ERRORS, *BODY_ERRORS, 401, 501, descriptions=_JOB_DESCRIPTIONS),
+)
 async def create_job(
     request: Request,
     settings: SettingsDep,
@@ -64,7 +71,8 @@ async def create_job(
     "/jobs/{job_id:path}",
     name="get_job",
     response_model=JobResult,
-    responses={404: {"description": "No job has this id."}, **_JOB_ERRORS},
+    # 422 too: FastAPI would otherwise declare its own HTTPValidationError body for it.
+    responses=error_responses(*COMMON_ERRORS, 401, 404, 422, 501, 503, descriptions=_JOB_DESCRIPTIONS),
 )
 async def get_job(
     job_id: Annotated[str, Path(description="The job_id that POST /jobs returned.")],

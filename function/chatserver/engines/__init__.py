@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import models
 from ..settings import EngineName, Settings
-from .base import Engine, LanguageGuess, Task, TranscribeOptions
+from .base import Engine, LanguageGuess, Task, TranscribeOptions, WindowRule
 
 __all__ = ["Engine", "LanguageGuess", "Task", "TranscribeOptions", "load_engine"]
 
@@ -31,12 +31,19 @@ def load_engine(settings: Settings) -> Engine:
         settings.compute_type,
         cpu_threads(settings),
         settings.max_concurrent_jobs,
+        WindowRule(settings.sized_window, settings.window_min_s, settings.window_margin_s),
     )
 
 
 @lru_cache(maxsize=4)
 def _load(
-    engine: EngineName, model: str, model_dir: Path, compute_type: str, threads: int, workers: int
+    engine: EngineName,
+    model: str,
+    model_dir: Path,
+    compute_type: str,
+    threads: int,
+    workers: int,
+    window: WindowRule,
 ) -> Engine:
     started = time.perf_counter()
     resolved = models.resolve(model, engine, model_dir)
@@ -54,13 +61,19 @@ def _load(
             cpu_threads=threads,
             workers=workers,
             download_root=model_dir,
+            window=window,
         )
+    loaded_at = time.perf_counter()
+    # What the first transcription would pay once (buffers, kernel choice, lazy loading) is
+    # paid here, in the process that loads the model: Lambda's init, uvicorn before it listens.
+    loaded.warm_up()
     logger.info(
-        "loaded engine %s model %s (%s) with %d threads in %.2f s",
+        "loaded engine %s model %s (%s) with %d threads in %.2f s, warmed up in %.2f s",
         engine,
         resolved.name,
         resolved.location,
         threads,
-        time.perf_counter() - started,
+        loaded_at - started,
+        time.perf_counter() - loaded_at,
     )
     return loaded

@@ -1,6 +1,8 @@
 """The one interface every engine implements; nothing outside engines/ imports an engine."""
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -31,6 +33,25 @@ class TranscribeOptions(BaseModel):
     word_timestamps: bool = False
 
 
+FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms frames
+MIN_WINDOW_FRAMES = 300  # the shortest window CTranslate2's Whisper encoder accepts
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """Encoder window for a piece: ``min(30 s, max(min_s, piece + margin_s))``; off: always 30 s."""
+
+    enabled: bool = True
+    min_s: float = 10.0
+    margin_s: float = 3.0
+
+    def frames(self, samples: int) -> int:
+        if not self.enabled:
+            return FULL_WINDOW_FRAMES
+        wanted = math.ceil((samples / 16_000 + self.margin_s) * 100)
+        return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, round(self.min_s * 100), wanted))
+
+
 class LanguageGuess(BaseModel):
     code: str
     probability: float
@@ -53,4 +74,8 @@ class Engine(Protocol):
 
     def detect_language(self, audio: np.ndarray) -> list[LanguageGuess]:
         """Language probabilities from the first 30 s, most likely first."""
+        ...
+
+    def warm_up(self) -> None:
+        """Run once at load what the first request would otherwise pay for (issue 9.4)."""
         ...

@@ -1,14 +1,80 @@
-"""faster-whisper (CTranslate2): the default engine, int8 on CPU."""
+"""faster-whisper (CTranslate2): the default engine, int8 on CPU.
 
+A piece shorter than 30 s is decoded first with an encoder window sized to it (``WindowRule``):
+the encoder's cost grows with the window, and Whisper pads every window to 30 s, so a 3 s voice
+note would otherwise pay for 30 s. faster-whisper 1.2.1 cannot do it itself (its
+``chunk_length`` pads back to 30 s and rewrites the model's one shared feature extractor), so
+each call gets its own view of the model (``_SizedWindow``) sharing only the weights.
+"""
+
+import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# onnxruntime, which runs the VAD model, otherwise starts Microsoft's telemetry: it leaves a
+# session file (.ses) in the temp dir and would send events wherever there is network.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from faster_whisper import WhisperModel
+
 from ..models import ResolvedModel
 from ..transcript import DecodedSegment, Transcript, Word
-from .base import LanguageGuess, ProgressCallback, SegmentCallback, TranscribeOptions
+from .base import (
+    FULL_WINDOW_FRAMES,
+    LanguageGuess,
+    ProgressCallback,
+    SegmentCallback,
+    TranscribeOptions,
+    WindowRule,
+)
+
+logger = logging.getLogger(__name__)
+
+# Whisper's own thresholds (openai-whisper's transcribe defaults): a window whose text repeats
+# itself or that the model is unsure of is a likely hallucination.
+_MAX_COMPRESSION_RATIO = 2.4
+_MIN_AVG_LOGPROB = -1.0
+
+
+class _TailWindow(Exception):
+    """A sized window did not reach the end of its piece: Whisper wants a second window."""
+
+
+class _SizedWindow(WhisperModel):
+    """A view of a loaded model whose windows are ``frames`` long; only the weights are shared.
+
+    Built per call, so no call or worker sees another's window (faster-whisper's own
+    ``chunk_length`` rewrites the one shared feature extractor).
+    """
+
+    def __init__(self, model: WhisperModel, frames: int) -> None:  # not super(): nothing is loaded
+        self.__dict__.update(model.__dict__)
+        self.feature_extractor = copy.copy(model.feature_extractor)
+        self.feature_extractor.nb_max_frames = frames
+        self.feature_extractor.n_samples = frames * self.feature_extractor.hop_length
+        self._frames = frames
+        self._windows = 0
+
+    def encode(self, features: np.ndarray) -> Any:
+        # generate_segments pads every window to 3000 frames; the encoder sees only ours.
+        self._windows += 1
+        if self._windows > 1:
+            # On a short tail a sized window is where Whisper ran to the token limit through
+            # every fallback (issue 9): the full window decodes the whole piece instead.
+            raise _TailWindow()
+        return super().encode(features[..., : self._frames])
+
+
+def _suspicious(segments: list[DecodedSegment]) -> bool:
+    """Whisper's own signs that a window went wrong (openai-whisper's fallback thresholds)."""
+    if not segments:
+        return True  # the VAD heard speech in this piece; an empty window is a miss
+    return any(
+        s.compression_ratio > _MAX_COMPRESSION_RATIO or s.avg_logprob < _MIN_AVG_LOGPROB for s in segments
+    )
 
 
 class FasterWhisperEngine:
@@ -22,14 +88,11 @@ class FasterWhisperEngine:
         cpu_threads: int,
         workers: int,
         download_root: Path,
+        window: WindowRule | None = None,
     ) -> None:
-        # onnxruntime, which runs the VAD model, otherwise starts Microsoft's telemetry: it leaves
-        # a session file (.ses) in the temp dir and would send events wherever there is network.
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        from faster_whisper import WhisperModel
-
         self.model = model.name
         self.multilingual = model.multilingual
+        self.window = window or WindowRule()
         # num_workers lets that many threads transcribe at once on one copy of the weights.
         self._model = WhisperModel(
             model.location,
@@ -47,8 +110,53 @@ class FasterWhisperEngine:
         progress: ProgressCallback | None = None,
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:
+        frames = self.window.frames(audio.size)
+        # Word timestamps align tokens against the whole 30 s window, and language detection
+        # belongs to the full window too: only pieces without either are sized.
+        if frames < FULL_WINDOW_FRAMES and not options.word_timestamps and options.language is not None:
+            sized = self._try_sized(audio, options, frames)
+            if sized is not None:
+                for segment in sized.segments:
+                    if on_segment is not None:
+                        on_segment(segment)
+                if progress is not None:
+                    progress(1.0)
+                return sized
+        return self._decode(self._model, audio, options, progress, on_segment)
+
+    def _try_sized(self, audio: np.ndarray, options: TranscribeOptions, frames: int) -> Transcript | None:
+        """The piece decoded in a window of ``frames``, or None where the full window must decide.
+
+        One temperature only: a window that would need Whisper's fallbacks goes to the full
+        window (which has them) instead of paying for them here first.
+        """
+        temperature = 0.0 if options.temperature is None else options.temperature
+        try:
+            transcript = self._decode(
+                _SizedWindow(self._model, frames),
+                audio,
+                options.model_copy(update={"temperature": temperature}),
+                None,
+                None,
+            )
+        except _TailWindow:
+            logger.info("sized window of %d frames left a tail: full window instead", frames)
+            return None
+        if _suspicious(transcript.segments):
+            logger.info("sized window of %d frames looked wrong: full window instead", frames)
+            return None
+        return transcript
+
+    @staticmethod
+    def _decode(
+        model: Any,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None,
+        on_segment: SegmentCallback | None,
+    ) -> Transcript:
         extra = {} if options.temperature is None else {"temperature": options.temperature}
-        pieces, info = self._model.transcribe(
+        pieces, info = model.transcribe(
             audio,
             language=options.language,
             task=options.task.value,
@@ -61,7 +169,8 @@ class FasterWhisperEngine:
         segments: list[DecodedSegment] = []
         # The segments come from a generator: decoding happens while it is consumed.
         for piece in pieces:
-            segment = _segment(piece)
+            # A padded window can place a timestamp past the audio; clamp it onto the piece.
+            segment = _segment(piece, info.duration)
             segments.append(segment)
             if on_segment is not None:
                 on_segment(segment)
@@ -78,14 +187,27 @@ class FasterWhisperEngine:
         _, _, probabilities = self._model.detect_language(audio)
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
 
+    def warm_up(self) -> None:
+        """Pay at load what the first request would: buffers for the full and a sized window."""
+        tone = (0.05 * np.sin(np.arange(16_000 * 3) * (2 * np.pi * 220 / 16_000))).astype(np.float32)
+        self.detect_language(np.tile(tone, 10))
+        self._decode(
+            _SizedWindow(self._model, self.window.frames(tone.size)),
+            tone,
+            TranscribeOptions(language="en", beam_size=5, temperature=0.0),
+            None,
+            None,
+        )
 
-def _segment(piece: Any) -> DecodedSegment:
+
+def _segment(piece: Any, duration: float) -> DecodedSegment:
     words = None
     if piece.words is not None:
         words = [Word(word=w.word, start=w.start, end=w.end, probability=w.probability) for w in piece.words]
+    end = min(piece.end, duration)
     return DecodedSegment(
-        start=piece.start,
-        end=piece.end,
+        start=min(piece.start, end),
+        end=end,
         text=piece.text,
         seek=piece.seek,
         tokens=list(piece.tokens),

@@ -1,0 +1,113 @@
+"""API keys (``Authorization: Bearer``) and CORS, both optional and both off by default."""
+
+import hmac
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import SecretStr
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import ChatServerError, InvalidApiKey
+from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Open without a key: they hold no user data. /health is probed by load balancers, the page
+# and its assets are what a browser loads before it can ask for a key, and the docs and the
+# schema describe the API.
+PUBLIC_PATHS = frozenset({"/health", "/", "/config", "/docs", "/openapi.json"})
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def app_path(scope: Scope) -> str:
+    """The request's path inside the app, without the root path (an API Gateway stage)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+def is_public(scope: Scope) -> bool:
+    path = app_path(scope)
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def key_is_valid(sent: str, keys: list[SecretStr]) -> bool:
+    """Constant time in the key sent: every configured key is compared, none short-circuits."""
+    candidate = sent.encode()
+    valid = False
+    for key in keys:
+        valid |= hmac.compare_digest(candidate, key.get_secret_value().encode())
+    return valid
+
+
+class ApiKeys:
+    """Refuses a request without a valid key before its body is read (no upload is parsed for
+    a caller that may not use the service); the 401 is rendered by the app's own handler, so
+    /v1 routes get OpenAI's error body and everything else the usual one."""
+
+    def __init__(self, app: ASGIApp, keys: list[SecretStr]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, sent = Headers(scope=scope).get("authorization", "").partition(" ")
+        sent = sent.strip()
+        if scheme.lower() == "bearer" and sent and key_is_valid(sent, self.keys):
+            await self.app(scope, receive, send)
+            return
+        # Only whether a key came: never the key, nor a prefix of it.
+        # %.200s: the path is the client's, never logged unbounded (issue 10).
+        why = "wrong" if sent else "no"
+        logger.info("refused %s %.200s: %s API key", scope["method"], app_path(scope), why)
+        request = Request(scope, receive)
+        handler = scope["app"].exception_handlers[ChatServerError]
+        response = await handler(request, InvalidApiKey(missing=not sent))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
+
+
+def install_access_control(app: FastAPI, settings: Settings) -> None:
+    """Keys inside CORS, so that a browser's preflight (which carries no Authorization header)
+    is answered by CORS, and a 401 still carries the CORS headers the browser needs to read it."""
+    if settings.api_keys:
+        app.add_middleware(ApiKeys, keys=settings.api_keys)
+        _declare_bearer_security(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            # What a browser script may read: the request id to quote, when to retry a 503.
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+
+
+def _declare_bearer_security(app: FastAPI) -> None:
+    """The schema says which operations need the key, so /docs offers "Authorize" and a client
+    generated from it sends the header."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "One of CHATSERVER_API_KEYS."}
+            }
+            for path, operations in schema["paths"].items():
+                if not is_public({"path": path}):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

