@@ -1,4 +1,4 @@
-"""One command: ``.venv/bin/python -m bench`` (about 12 min on 2 cores; ``--quick``: about 4).
+"""One command: ``.venv/bin/python -m bench`` (about 17 min on 2 cores; ``--quick``: about 4).
 
 Runs every part in turn, each in fresh processes on 127.0.0.1, and writes
 bench/results/<date>.md (+ .json) and bench/results/latest.md; where README.md has the

@@ -64,7 +64,8 @@ def table(results: dict[str, TargetResult], references: dict[str, str], peaks: d
     ]
     for name, _, _ in BUCKETS:
         for key in sorted(results):
-            runs = [r for r in results[key].runs if bucket_of(r.audio_s) == name]
+            # The joined recordings have a table of their own (long_table).
+            runs = [r for r in results[key].runs if bucket_of(r.audio_s) == name and not is_joined(r.name)]
             if not runs:
                 continue
             audio = sum(r.audio_s for r in runs)
@@ -90,8 +91,8 @@ def long_table(
     results: dict[str, TargetResult], references: dict[str, str], members: dict[str, list[str]]
 ) -> list[str]:
     lines = [
-        "| recording | target | audio s | wall s | WER | its clips one by one |",
-        "|---|---|---:|---:|---:|---:|",
+        "| recording | target | audio s | wall s | RTF | CPU s / audio s | WER | its clips one by one |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key in sorted(results):
         by_name = {r.name: r for r in results[key].runs}
@@ -100,9 +101,11 @@ def long_table(
                 continue
             run = by_name[joined]
             separate = corpus_wer([by_name[p] for p in parts if p in by_name], references)
+            cpu = "–" if run.cpu_s is None else f"{run.cpu_s / run.audio_s:.3f}"
+            rtf = run.wall_s / run.audio_s
             lines.append(
-                f"| {joined} | {key} | {run.audio_s:.0f} | {run.wall_s:.1f} | {run.wer:.3f} | "
-                f"{separate:.3f} |"
+                f"| {joined} | {key} | {run.audio_s:.0f} | {run.wall_s:.1f} | {rtf:.3f} | {cpu} | "
+                f"{run.wer:.3f} | {separate:.3f} |"
             )
     return lines
 

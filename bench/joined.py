@@ -4,7 +4,6 @@ Built in the run's work dir (never committed), as FLAC, so every target reads th
 """
 
 import math
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ def is_joined(name: str) -> bool:
 def joined_recordings(clips: Sequence[Clip], workdir: Path) -> tuple[list[Clip], dict[str, list[str]]]:
     """One recording per language with two clips or more; and the clip names each one joins."""
     from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
+    from chatserver.chunks import write_flac
 
     ffmpeg = ffmpeg_executable(None)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ def joined_recordings(clips: Sequence[Clip], workdir: Path) -> tuple[list[Clip],
             parts += [decode(item.path, ffmpeg=ffmpeg, timeout_s=60, max_seconds=600), gap]
         samples = np.concatenate(parts[:-1])
         path = workdir / f"{PREFIX}{language}-{len(group)}-clips.flac"
-        _write_flac(samples, path, ffmpeg)
+        write_flac(samples, path, ffmpeg=ffmpeg, timeout_s=120)
         reference = " ".join(item.reference for item in group)
         recordings.append(Clip(path, language, samples.size / SAMPLE_RATE, reference))
         members[path.name] = [item.path.name for item in group]
@@ -50,8 +50,10 @@ def joined_recordings(clips: Sequence[Clip], workdir: Path) -> tuple[list[Clip],
 def long_uploads(clips: Sequence[Clip], workdir: Path, seconds: float, with_speech: bool) -> list[Clip]:
     """``seconds`` of silence, and (``with_speech``) the joined clips repeated up to ``seconds``."""
     from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
+    from chatserver.chunks import write_flac
 
     ffmpeg = ffmpeg_executable(None)
+    workdir.mkdir(parents=True, exist_ok=True)
     total = round(seconds * SAMPLE_RATE)
     uploads = [("silence", np.zeros(total, dtype=np.float32), "")]
     if with_speech:
@@ -67,12 +69,6 @@ def long_uploads(clips: Sequence[Clip], workdir: Path, seconds: float, with_spee
     out = []
     for name, samples, reference in uploads:
         path = workdir / f"{PREFIX}{name}-{seconds:.0f}s.flac"
-        _write_flac(samples, path, ffmpeg)
+        write_flac(samples, path, ffmpeg=ffmpeg, timeout_s=120)
         out.append(Clip(path, "en", seconds, reference))
     return out
-
-
-def _write_flac(samples: np.ndarray, path: Path, ffmpeg: str) -> None:
-    pcm = (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
-    command = [ffmpeg, "-nostdin", "-loglevel", "error", "-f", "s16le", "-ar", "16000", "-ac", "1"]
-    subprocess.run([*command, "-i", "pipe:0", "-y", str(path)], input=pcm, check=True, timeout=120)

@@ -492,6 +492,11 @@ class Pump:
             answer = worker.invoke({"Records": [sqs_record(message, self.queue_arn, self.region)]})
         except (OSError, http.client.HTTPException, json.JSONDecodeError):
             answer = None  # the worker died mid-invocation
+            # A killed emulator drops its connections before it is reaped: wait for that, so
+            # that this thread sees it dead and never takes another message for it.
+            if worker.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.process.wait(timeout=10)
         finally:
             done.set()
             keeper.join()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chatserver import chunks
 from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
 from chatserver.engines import load_engine
 from chatserver.service import TranscriptionService
@@ -45,14 +46,7 @@ def speech(seconds: float) -> np.ndarray:
 
 
 def write_flac(samples: np.ndarray, path: Path) -> None:
-    pcm = (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
-    command = [ffmpeg_executable(None), "-nostdin", "-loglevel", "error", "-f", "s16le", "-ar", "16000"]
-    subprocess.run(
-        [*command, "-ac", "1", "-i", "pipe:0", "-y", str(path)],
-        input=pcm,
-        check=True,
-        timeout=60,
-    )
+    chunks.write_flac(samples, path, ffmpeg=ffmpeg_executable(None), timeout_s=60)
 
 
 @pytest.fixture(scope="module")

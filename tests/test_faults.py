@@ -279,6 +279,10 @@ class FailsOnce:
             raise error
         return self.engine.transcribe(audio, options, progress, on_segment)
 
+    def detect_language(self, audio: Any) -> Any:
+        # The service detects the language once, before the pieces (issue 9): the real engine's.
+        return self.engine.detect_language(audio)
+
 
 def test_unexpected_engine_error_is_a_500_with_request_id_and_no_trace(
     settings: Settings, service: TranscriptionService, tmp_audio_dir: Path, caplog: pytest.LogCaptureFixture
@@ -442,6 +446,9 @@ class StopsS3First:
         if moto is not None:
             moto.stop()
         return self.engine.transcribe(audio, options, progress, on_segment)
+
+    def detect_language(self, audio: Any) -> Any:
+        return self.engine.detect_language(audio)
 
 
 def test_s3_going_away_mid_job_raises_and_writes_no_result(

@@ -183,3 +183,18 @@ def test_an_exception_from_on_segment_stops_the_work(services, decoded):
     with pytest.raises(Stop):
         service.transcribe_samples(recording.samples, service.options("en"), on_segment=stop)
     assert len(seen) == 1
+
+
+def test_a_quiet_speaker_next_to_a_loud_one_is_kept(services, decoded):
+    """fleurs-fr-000 peaks at -48 dBFS, stp-fr-01 at 0 dBFS: both must come out, in order."""
+    service = services["sized"]
+    gap = np.zeros(round(GAP_S * SAMPLE_RATE), dtype=np.float32)
+    quiet, loud = decoded["fleurs-fr-000.ogg"], decoded["stp-fr-01.wav"]
+    for parts, order in (
+        ([loud, gap, quiet], ("chambre", "accident")),
+        ([quiet, gap, loud], ("accident", "chambre")),
+    ):
+        text = normalise(service.transcribe_samples(np.concatenate(parts), service.options(None)).text)
+        assert all(word in text for word in order), text
+        assert text.index(order[0]) < text.index(order[1]), text
+        assert text.count("chambre") == 1, text

@@ -51,6 +51,12 @@ class ChunkWorker:
 
 
 class _Chunk:
+    """One delivery of one chunk message.
+
+    The job's document is written through ``jobs._Job`` (resumed from the message), so a
+    fanned-out job follows exactly the single-pass runner's conditional-write rules, not a copy.
+    """
+
     def __init__(self, runner: JobRunner, message: ChunkMessage) -> None:
         self.runner = runner
         self.s3 = runner.s3

@@ -15,26 +15,17 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .errors import DecoderCrashed, DecodeTimeout
+from .segmentation import Span
 
 _FRAME = SAMPLE_RATE // 100  # 10 ms
 _QUIET_WINDOW_FRAMES = 30  # 0.3 s: longer than a stop consonant, shorter than a pause between phrases
 
 
 @dataclass(frozen=True)
-class Cut:
+class Cut(Span):
     """One chunk as sample offsets, ``end`` exclusive; ``level_db`` is the quiet window's power at its end."""
 
-    start: int
-    end: int
-    level_db: float
-
-    @property
-    def start_s(self) -> float:
-        return self.start / SAMPLE_RATE
-
-    @property
-    def end_s(self) -> float:
-        return self.end / SAMPLE_RATE
+    level_db: float = 0.0
 
 
 def frame_power_db(samples: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import boto3
@@ -175,7 +176,7 @@ class FanOut:
             self._sqs = make_sqs_client(self.settings)
         return self._sqs
 
-    def decode(self, path: Any) -> np.ndarray:
+    def decode(self, path: Path) -> np.ndarray:
         return decode(
             path,
             ffmpeg=self._ffmpeg,

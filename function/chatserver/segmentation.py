@@ -114,7 +114,7 @@ def cut_at_silences(
     if max_piece_s <= 1:
         raise ValueError(f"max_piece_s must be over 1 s, got {max_piece_s}")
     runs = speech_spans(samples, detection or SpeechDetection(), max_piece_s)
-    pieces = group_runs(runs, max_piece_s)
+    pieces = group_runs(runs, max_piece_s, levels_db(samples, runs))
     logger.debug(
         "%d runs of speech in %.1f s grouped into %d pieces of at most %.0f s",
         len(runs),
@@ -125,13 +125,34 @@ def cut_at_silences(
     return pieces
 
 
-def group_runs(runs: list[Span], max_piece_s: float) -> list[Span]:
-    """Consecutive runs (as ``speech_spans`` gives them) grouped into spans of at most ``max_piece_s``."""
+# Whisper normalises each window to its loudest part, so a quiet speaker sharing a piece with a
+# loud one is heard as background: measured, a -48 dBFS clip next to a 0 dBFS one in one piece
+# came out as the loud clip's words, twice. Runs this much quieter or louder start a new piece.
+MAX_LEVEL_JUMP_DB = 20.0
+
+
+def levels_db(samples: np.ndarray, runs: list[Span]) -> list[float]:
+    """Each run's RMS level, in dB relative to full scale."""
+    return [
+        10 * float(np.log10(np.mean(np.square(samples[r.start : r.end], dtype=np.float64)) + 1e-12))
+        for r in runs
+    ]
+
+
+def group_runs(runs: list[Span], max_piece_s: float, levels: list[float] | None = None) -> list[Span]:
+    """Consecutive runs (as ``speech_spans`` gives them) grouped into spans of at most ``max_piece_s``.
+
+    With ``levels`` (``levels_db``), a run more than ``MAX_LEVEL_JUMP_DB`` away from the first
+    run of the current group starts a new one.
+    """
     limit = round(max_piece_s * SAMPLE_RATE)
     pieces: list[Span] = []
-    for run in runs:
-        if pieces and run.end - pieces[-1].start <= limit:
+    first_level = 0.0
+    for index, run in enumerate(runs):
+        level = levels[index] if levels is not None else 0.0
+        if pieces and run.end - pieces[-1].start <= limit and abs(level - first_level) <= MAX_LEVEL_JUMP_DB:
             pieces[-1] = Span(pieces[-1].start, run.end)
         else:
             pieces.append(run)
+            first_level = level
     return pieces

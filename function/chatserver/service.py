@@ -19,7 +19,7 @@ from .engines import Engine, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
 from .errors import ComputeBudgetExceeded, UnsupportedLanguage
 from .languages import to_language_code
-from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, speech_spans
+from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans
 from .settings import Settings
 from .transcript import DecodedSegment, Transcript
 
@@ -107,7 +107,7 @@ class TranscriptionService:
         started = time.perf_counter()
         duration = samples.size / SAMPLE_RATE
         runs = speech_spans(samples, SpeechDetection(), self.settings.piece_max_s)
-        pieces = group_runs(runs, self.settings.piece_max_s)
+        pieces = group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
         cut = time.perf_counter()
         budget = _Budget(
             max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),

@@ -123,6 +123,21 @@ def to_vtt(transcript: Transcript) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def render_text(transcript: Transcript, response_format: str) -> tuple[str, str] | None:
+    """Body and media type of the plain-text formats (text, srt, vtt); None for the JSON ones.
+
+    /transcribe and /v1 name their formats alike, so both routes render text here.
+    """
+    match response_format:
+        case "text":
+            return transcript.text, "text/plain"
+        case "srt":
+            return to_srt(transcript), "text/plain"
+        case "vtt":
+            return to_vtt(transcript), "text/vtt"
+    return None
+
+
 def to_response(transcript: Transcript, verbose: bool, words: bool = False) -> TranscriptionResponse:
     fields: dict[str, Any] = {
         "transcript": transcript.text,

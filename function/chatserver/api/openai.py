@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 from ..engines import Task
 from ..errors import ACCEPTED_FORMATS, InvalidOption, ModelNotFound, UnknownModel
 from ..service import TranscriptionService
-from ..transcript import Transcript, to_srt, to_vtt
+from ..transcript import Transcript, render_text
 from .dependencies import ServiceDep, SlotsDep
 from .openai_schemas import (
     OPENAI_PREFIX,
@@ -76,17 +76,12 @@ def _check_model(service: TranscriptionService, model: str) -> None:
 def _render(
     transcript: Transcript, response_format: OpenAIResponseFormat, task: Task, words: bool
 ) -> Transcription | VerboseTranscription | Response:
-    match response_format:
-        case OpenAIResponseFormat.text:
-            return PlainTextResponse(transcript.text)
-        case OpenAIResponseFormat.srt:
-            return PlainTextResponse(to_srt(transcript))
-        case OpenAIResponseFormat.vtt:
-            return PlainTextResponse(to_vtt(transcript), media_type="text/vtt")
-        case OpenAIResponseFormat.verbose_json:
-            return verbose(transcript, task.value, words=words)
-        case _:
-            return Transcription(text=transcript.text)
+    if rendered := render_text(transcript, response_format):
+        body, media_type = rendered
+        return PlainTextResponse(body, media_type=media_type)
+    if response_format is OpenAIResponseFormat.verbose_json:
+        return verbose(transcript, task.value, words=words)
+    return Transcription(text=transcript.text)
 
 
 @router.post(

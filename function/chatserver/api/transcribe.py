@@ -13,9 +13,8 @@ from ..transcript import (
     TranscriptionWithWords,
     VerboseTranscriptionResponse,
     VerboseTranscriptionWithWords,
+    render_text,
     to_response,
-    to_srt,
-    to_vtt,
 )
 from .dependencies import ServiceDep, SlotsDep
 from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, transcription_responses
@@ -92,14 +91,9 @@ async def transcribe(
         vad_filter=vad_filter,
     )
     transcript = await transcribe_upload(request, slots, service, file.file, options)
-    match response_format:
-        case ResponseFormat.text:
-            return PlainTextResponse(transcript.text)
-        case ResponseFormat.srt:
-            return PlainTextResponse(to_srt(transcript))
-        case ResponseFormat.vtt:
-            return PlainTextResponse(to_vtt(transcript), media_type="text/vtt")
-        case _:
-            return to_response(
-                transcript, verbose=response_format is ResponseFormat.verbose_json, words=word_timestamps
-            )
+    if rendered := render_text(transcript, response_format):
+        body, media_type = rendered
+        return PlainTextResponse(body, media_type=media_type)
+    return to_response(
+        transcript, verbose=response_format is ResponseFormat.verbose_json, words=word_timestamps
+    )

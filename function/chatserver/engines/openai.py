@@ -72,7 +72,6 @@ class OpenAIWhisperEngine:
         ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
         return [LanguageGuess(code=code, probability=p) for code, p in ranked]
 
-
     def warm_up(self) -> None:
         """One encoder pass and one decoder step on a 30 s window: PyTorch's first-call costs."""
         tone = 0.05 * np.sin(np.arange(SAMPLE_RATE * 30) * (2 * np.pi * 220 / SAMPLE_RATE))
