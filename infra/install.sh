@@ -34,10 +34,16 @@ if [[ "${1:-}" == "--dev" ]]; then
   # plus the runtime interface client that the base image ships: the emulator tests run the
   # handler on it too (tests/test_lambda_rie.py, tests/test_fanout_rie.py).
   if [[ ! -x .venv-lambda312/bin/python ]]; then
-    py312=${PYTHON312:-$(command -v python3.12 || true)}
-    if [[ -z "$py312" ]] && command -v pyenv >/dev/null; then
-      py312=$(ls -d "$(pyenv root)"/versions/3.12*/bin/python 2>/dev/null | tail -n 1)
-    fi
+    # The first that really runs 3.12: a pyenv shim named python3.12 exists even where 3.12
+    # is installed but not selected, and then fails.
+    py312=""
+    for candidate in ${PYTHON312:-} python3.12 \
+      $(command -v pyenv >/dev/null && ls -d "$(pyenv root)"/versions/3.12*/bin/python 2>/dev/null); do
+      if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+        py312=$candidate
+        break
+      fi
+    done
     "${py312:?python3.12 not found: install it or set PYTHON312}" -m venv .venv-lambda312
   fi
   pip .venv-lambda312 install pip==26.3

@@ -25,7 +25,8 @@ def test_readme_has_the_run_and_test_commands():
 def test_ci_runs_exactly_the_readme_test_command_then_ruff():
     ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
     _, test = readme_commands()
-    assert test in ci_lines
+    # '|| exit 1': under set -e an install that fails before the '&&' would not stop CI.
+    assert f"{test} || exit 1" in ci_lines
     assert ".venv/bin/ruff check ." in ci_lines
     assert ".venv/bin/ruff format --check ." in ci_lines
     assert "set -euo pipefail" in ci_lines, "a failing step (pytest's exit 5 included) must fail CI"
