@@ -152,6 +152,16 @@ def test_other_origins_get_no_cors_headers(keyed):
     )
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers
+    # The documented error body (OpenAI's on /v1), saying what was refused.
+    error = preflight.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "origin" in error["message"]
+    assert "CHATSERVER_CORS_ORIGINS" in error["message"]
+    refused = keyed.options("/transcribe", headers={"Origin": OTHER, "Access-Control-Request-Method": "PUT"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["type"] == "cors_refused"
+    assert "origin, method" in refused.json()["error"]["message"]
+    assert refused.json()["error"]["request_id"] == refused.headers["x-request-id"]
     response = keyed.get("/v1/models", headers={"Origin": OTHER, **bearer(KEYS[0])})
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from chatserver.errors import InsufficientStorage
 from chatserver.job_results import CompletedJob, FailedJob, ProcessingJob
 from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner, parse_record, s3_records
+from chatserver.jobs import JobRunner
+from chatserver.s3_events import parse_record, s3_records
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
 from s3_testing import (

@@ -243,3 +243,15 @@ class RepeatedField(ChatServerError):
 
 
 # --- end of issue 10 errors -----------------------------------------------------------------
+
+
+class CorsRefused(ChatServerError):
+    """A CORS preflight that the configured origins, methods or headers do not allow."""
+
+    error_type = "cors_refused"
+
+    def __init__(self, refused: str, methods: list[str]) -> None:
+        super().__init__(
+            f"CORS preflight refused ({refused}): the allowed origins are CHATSERVER_CORS_ORIGINS, "
+            f"the methods {', '.join(methods)}, the headers Authorization and Content-Type."
+        )

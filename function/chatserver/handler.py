@@ -33,8 +33,9 @@ from mangum.types import Scope
 from .api.app import create_app
 from .chunk_worker import ChunkWorker
 from .fanout import ChunkMessage, parse_chunk_message
-from .jobs import JobRunner, parse_record, s3_records
+from .jobs import JobRunner
 from .logs import configure_logging, object_key, request_id
+from .s3_events import parse_record, s3_records
 from .service import TranscriptionService
 from .settings import get_settings
 

@@ -11,8 +11,10 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ChatServerError, InvalidApiKey
+from ..errors import ChatServerError, CorsRefused, InvalidApiKey
 from ..settings import Settings
+from .error_handlers import error_response
+from .paths import app_path
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +23,6 @@ logger = logging.getLogger(__name__)
 # schema describe the API.
 PUBLIC_PATHS = frozenset({"/health", "/", "/config", "/docs", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/",)
-
-
-def app_path(scope: Scope) -> str:
-    """The request's path inside the app, without the root path (an API Gateway stage)."""
-    path: str = scope.get("path", "")
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
 
 
 def is_public(scope: Scope) -> bool:
@@ -44,6 +37,30 @@ def key_is_valid(sent: str, keys: list[SecretStr]) -> bool:
     for key in keys:
         valid |= hmac.compare_digest(candidate, key.get_secret_value().encode())
     return valid
+
+
+class _Cors(CORSMiddleware):
+    """Starlette's CORS, except that a refused preflight gets the documented JSON error body
+    (Starlette answers it in plain text), naming what was refused and what is allowed."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope) if scope["type"] == "http" else Headers()
+        preflight = (
+            scope["type"] == "http"
+            and scope["method"] == "OPTIONS"
+            and "origin" in headers
+            and "access-control-request-method" in headers
+        )
+        if not preflight:
+            await super().__call__(scope, receive, send)
+            return
+        response = self.preflight_response(request_headers=headers)
+        if response.status_code == 400:
+            refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")  # "origin, method"
+            error = CorsRefused(refused, self.allow_methods)
+            kept = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+            response = error_response(scope, error.status_code, error.error_type, error.message, kept)
+        await response(scope, receive, send)
 
 
 class ApiKeys:
@@ -83,7 +100,7 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
         _declare_bearer_security(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            _Cors,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],

@@ -9,7 +9,7 @@ from starlette.types import Scope
 
 from ..languages import LANGUAGES
 from ..transcript import Transcript
-from .auth import app_path
+from .paths import app_path
 
 OPENAI_PREFIX = "/v1"
 # The alias every OpenAI client hard-codes; it names the loaded model.
