@@ -1,5 +1,6 @@
-"""Shared fixtures: settings in a private temp dir, the service and an app client."""
+"""Shared fixtures: settings in a private temp dir, the service and an app client, the Lambda runtimes."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from chatserver.api.app import create_app
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
+from servers import lambda_local
 
 
 @pytest.fixture
@@ -42,3 +44,22 @@ def service(settings: Settings) -> TranscriptionService:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def no_temp_file_left(tmp_audio_dir: Path) -> Iterator[None]:
+    """Fails a test that leaves a file in the service's temp dir (every request cleans up)."""
+    yield
+    assert list(tmp_audio_dir.iterdir()) == [], "a temp file outlived its request"
+
+
+@pytest.fixture(scope="module", params=lambda_local.RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The Python the emulator runs the handler on: the suite's (3.11), then the image's (3.12,
+    with exactly what infra/image/install.sh installs)."""
+    try:
+        return lambda_local.runtime_python(request.param)
+    except FileNotFoundError as missing:
+        if os.environ.get("CI"):
+            raise  # CI runs infra/install.sh --dev, which creates it
+        pytest.skip(str(missing))

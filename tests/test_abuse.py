@@ -27,6 +27,7 @@ from chatserver.api.running import _source
 from chatserver.audio import decode, ffmpeg_executable
 from chatserver.errors import ChatServerError
 from chatserver.languages import to_language_code
+from http_testing import assert_error
 from servers import REPO, uvicorn_server
 from speech import clip
 
@@ -34,20 +35,8 @@ JFK = clip("jfk.flac")
 LONG = clip("long-fr-fleurs-000-004.webm")
 
 
-def assert_error(response, status: int, error_type: str, *words: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["type"] == error_type, error
-    assert error["request_id"] == response.headers["x-request-id"]
-    for word in words:
-        assert word in error["message"], error["message"]
-    return error
-
-
-@pytest.fixture(autouse=True)
-def no_temp_file_left(tmp_audio_dir):
-    yield
-    assert list(tmp_audio_dir.iterdir()) == [], "a temp file outlived its request"
+# Every test here ends with the service's temp dir empty (conftest.no_temp_file_left).
+pytestmark = pytest.mark.usefixtures("no_temp_file_left")
 
 
 # --- in process: the contract at its edges ---------------------------------------------------

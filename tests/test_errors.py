@@ -2,6 +2,7 @@
 
 import pytest
 
+from http_testing import assert_error
 from speech import clip
 
 JFK = clip("jfk.flac")
@@ -11,20 +12,8 @@ def post(client, data=None, files=None):
     return client.post("/transcribe", data=data or {}, files=files)
 
 
-def assert_error(response, status: int, error_type: str, *words: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["type"] == error_type
-    assert error["request_id"] == response.headers["x-request-id"]
-    for word in words:
-        assert word in error["message"], error["message"]
-    return error
-
-
-@pytest.fixture(autouse=True)
-def no_temp_file_left(tmp_audio_dir):
-    yield
-    assert list(tmp_audio_dir.iterdir()) == [], "a temp file outlived its request"
+# Every test here ends with the service's temp dir empty (conftest.no_temp_file_left).
+pytestmark = pytest.mark.usefixtures("no_temp_file_left")
 
 
 def test_missing_file_is_422(client):

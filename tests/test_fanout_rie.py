@@ -107,17 +107,6 @@ class Cluster:
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=_result_key(key))["Body"].read())
 
 
-@pytest.fixture(scope="module", params=lambda_local.RUNTIMES)
-def runtime(request: pytest.FixtureRequest) -> str:
-    """The suite's Python (3.11), then the image's (3.12, with what infra/image/install.sh installs)."""
-    try:
-        return lambda_local.runtime_python(request.param)
-    except FileNotFoundError as missing:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(missing))
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Cluster]:
     moto_port = lambda_local.free_port()

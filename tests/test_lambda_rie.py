@@ -53,17 +53,6 @@ class Lambda:
     s3: object  # a boto3 S3 client on the moto server
 
 
-@pytest.fixture(scope="module", params=lambda_local.RUNTIMES)
-def runtime(request: pytest.FixtureRequest) -> str:
-    """The suite's Python (3.11), then the image's (3.12, with what infra/image/install.sh installs)."""
-    try:
-        return lambda_local.runtime_python(request.param)
-    except FileNotFoundError as missing:
-        if os.environ.get("CI"):
-            raise  # CI runs infra/install.sh --dev, which creates it
-        pytest.skip(str(missing))
-
-
 @pytest.fixture(scope="module")
 def fn(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Lambda]:
     moto_port = lambda_local.free_port()
