@@ -35,7 +35,18 @@ from speech import clip, normalise, wer
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 JFK = clip("jfk.flac")
-JFK_WORDS = "ask not what your country can do for you"
+# The fake microphone loops the file from wherever Chromium happens to start it, and the
+# model hears the Opus re-encoding of that cut: "ask not" sometimes comes out "asked not"
+# (seen in one full-suite run). The words are checked by WER and by the sentence's core.
+JFK_WORDS = "not what your country can do for you"
+JFK_MAX_WER = 0.25  # two wrong words of the 22 in one clean pass is 0.09
+
+
+def assert_jfk_words(text: str) -> None:
+    assert JFK_WORDS in normalise(text), text
+    assert wer(JFK.reference, text) <= JFK_MAX_WER, text
+
+
 FRENCH = clip("fleurs-fr-000.ogg")  # 10.2 s
 FRENCH_HOLD = clip("fleurs-fr-001.ogg")  # 23.4 s: keeps the one slot busy for a few seconds
 LONG = clip("long-fr-fleurs-000-004.webm")  # 63.4 s, over this suite's 30 s synchronous limit
@@ -198,8 +209,7 @@ def assert_recorded_jfk(
     assert (sent["name"], sent["type"]) == ("voice-note.webm", "audio/webm;codecs=opus"), sent
     assert head.startswith(b"\x1a\x45\xdf\xa3"), head[:64]
     assert b"A_OPUS" in head, head
-    text = transcript_of(page)
-    assert JFK_WORDS in normalise(text), text
+    assert_jfk_words(transcript_of(page))
     assert "English (en), detected" in page.inner_text("#out-language")
 
 
@@ -395,7 +405,7 @@ def test_busy_server_shows_a_retry_message(browser: Browser, plain: Server) -> N
         assert message == "The server is busy with other recordings right now. Please try again in 5 seconds."
         expect(page.locator("#retry")).to_be_visible()
         page.click("#retry")
-        assert JFK_WORDS in normalise(transcript_of(page))
+        assert_jfk_words(transcript_of(page))
         expect(page.locator("#error")).to_be_hidden()
 
 
@@ -544,7 +554,7 @@ def test_long_file_goes_through_a_job_and_the_progress_bar_reaches_the_end(
 
         # A second recording: the key is reused, nobody is asked again.
         page.set_input_files("#file", JFK.path)
-        assert JFK_WORDS in normalise(transcript_of(page))
+        assert_jfk_words(transcript_of(page))
         expect(dialog).to_be_hidden()
         unauthorized = [r for r in tab.requests if (resp := r.response()) is not None and resp.status == 401]
         assert len(unauthorized) == 1, [r.url for r in unauthorized]
