@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import checks, machine
     from .report import Run, render
     from .sweep import Config, configs, sweep
+    from .worker import floor_threads
 
     settings = Settings()
     manifest = load_manifest(args.audio) if args.audio else load_manifest()
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         clips = [*clips, *joined]
     references = {c.path.name: c.reference for c in clips}
     threads = cpu_threads(settings)
+    # The sweep varies the engine floor (c), so it starts from the floor's settings and threads.
+    floor_config = Config(
+        settings.beam_size, settings.compute_type, settings.vad_filter, floor_threads(settings)
+    )
     run = Run(
         machine=machine.describe(),
         load_before=machine.load_average(),
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         clips=clips,
         warmup=warmup,
-        defaults_label=Config(settings.beam_size, settings.compute_type, settings.vad_filter, threads).label,
+        defaults_label=floor_config.label,
         command="python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
     )
     started = time.monotonic()
@@ -248,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         if members and run.results:
             run.sections.append(("Long recordings", buckets.long_table(run.results, references, members)))
         if "sweep" not in skip:
-            defaults = Config(settings.beam_size, settings.compute_type, settings.vad_filter, threads)
+            defaults = floor_config
             chosen = configs(defaults)
             run.sweep_clips = _sweep_clips(clips, args.sweep_clips)
             names = [c.path.name for c in run.sweep_clips]

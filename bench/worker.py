@@ -39,6 +39,12 @@ def _vm_hwm() -> int:
     return 0
 
 
+def floor_threads(settings: Any) -> int:
+    """CHATSERVER_CPU_THREADS where the sweep sets it; else not the service's one thread per job
+    but CTranslate2's default of 4, cut to the cores (more OpenMP threads only slow it down)."""
+    return settings.cpu_threads or min(4, len(os.sched_getaffinity(0)))
+
+
 def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
     """The bare engine with faster-whisper's defaults on decoded audio: the floor so far.
 
@@ -51,12 +57,11 @@ def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
 
     from chatserver import models
     from chatserver.audio import decode, ffmpeg_executable
-    from chatserver.engines import cpu_threads
     from chatserver.settings import Settings
 
     settings = Settings()
     resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
-    threads = cpu_threads(settings)
+    threads = floor_threads(settings)
     model = WhisperModel(
         resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=threads
     )

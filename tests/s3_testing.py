@@ -105,6 +105,7 @@ class StubEngine:
     name = "stub-engine"
     model = "stub-model"
     multilingual = True
+    workers = 1
 
     def __init__(
         self,

@@ -266,6 +266,7 @@ class FailsOnce:
         self.engine = engine
         self.error: Exception | None = error
         self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
+        self.workers = engine.workers
 
     def transcribe(
         self,
@@ -434,6 +435,7 @@ class StopsS3First:
         self.engine = engine
         self.moto: ThreadedMotoServer | None = moto
         self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
+        self.workers = engine.workers
 
     def transcribe(
         self,

@@ -5,6 +5,8 @@ The long recordings are built here from the clips of ../shared/audio, joined per
 once per module with one engine per window setting and shared by the tests.
 """
 
+import threading
+import time
 from dataclasses import dataclass
 
 import jiwer
@@ -168,9 +170,53 @@ def test_sized_window_on_short_clips(one_by_one):
     )
 
 
-def test_an_exception_from_on_segment_stops_the_work(services, decoded):
-    service = services["sized"]
+class CountingEngine:
+    """The real engine, counting its calls and how many ran at once."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self.running = self.most_at_once = self.calls = 0
+        self.started: list[float] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def transcribe(self, *args, **kwargs):
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.started.append(time.perf_counter())
+        try:
+            return self._engine.transcribe(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def counting_service(tmp_path, workers: int) -> tuple[TranscriptionService, CountingEngine]:
+    settings = Settings(tmp_dir=tmp_path, max_concurrent_jobs=workers)
+    engine = CountingEngine(load_engine(settings))
+    assert engine.workers == workers
+    return TranscriptionService(settings, engine), engine
+
+
+def test_pieces_decoded_at_once_come_back_as_one_at_a_time(tmp_path, decoded):
     recording = join("en", decoded)
+    (one, one_engine), (two, two_engine) = counting_service(tmp_path, 1), counting_service(tmp_path, 2)
+    alone = one.transcribe_samples(recording.samples, one.options("en"))
+    together = two.transcribe_samples(recording.samples, two.options("en"))
+    assert two_engine.calls == one_engine.calls > 2
+    assert (one_engine.most_at_once, two_engine.most_at_once) == (1, 2)
+    assert together.segments == alone.segments
+    assert together.text == alone.text
+
+
+def test_an_exception_from_on_segment_stops_the_work(tmp_path, decoded):
+    service, engine = counting_service(tmp_path, 2)
+    # Long enough that the other worker cannot finish every piece while the first one decodes.
+    samples = np.tile(join("en", decoded).samples, 3)
     seen = []
 
     class Stop(Exception):
@@ -181,8 +227,14 @@ def test_an_exception_from_on_segment_stops_the_work(services, decoded):
         raise Stop()
 
     with pytest.raises(Stop):
-        service.transcribe_samples(recording.samples, service.options("en"), on_segment=stop)
+        service.transcribe_samples(samples, service.options("en"), on_segment=stop)
+    raised, calls = time.perf_counter(), engine.calls
     assert len(seen) == 1
+    # The pieces already running when it raised finish; no other one starts.
+    assert engine.running == 0
+    assert all(started < raised for started in engine.started)
+    service.transcribe_samples(samples, service.options("en"))
+    assert calls < engine.calls - calls, "it decoded as many pieces as a whole transcription"
 
 
 def test_a_quiet_speaker_next_to_a_loud_one_is_kept(services, decoded):

@@ -7,8 +7,11 @@ timeline. Non-speech is never decoded, memory is that of one piece whatever the 
 every transcription stops once it has used its engine-seconds budget.
 """
 
+import contextvars
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -115,34 +118,46 @@ class TranscriptionService:
         )
         language = options.language or self._detect_language(samples, pieces)
         # The caller's prompt conditions the first window of the recording only.
-        later = options.model_copy(update={"language": language, "prompt": None})
+        first = options.model_copy(update={"language": language})
+        later = first.model_copy(update={"prompt": None})
         segments: list[DecodedSegment] = []
         retried = 0
-        for index, piece in enumerate(pieces):
-            first = options.model_copy(update={"language": language}) if index == 0 else later
-            found = self._piece(samples, piece, first, budget)
-            # Whisper sometimes ends a window early and drops the speech after it (measured:
-            # "one two three" after JFK in one piece). Runs of speech that no segment covers
-            # are decoded once more on their own (not the whole piece again: the same input gives
-            # the same answer); a second miss is left as it is.
-            for missed in _uncovered([r for r in runs if piece.start <= r.start < piece.end], found):
-                if missed == piece:
-                    break
-                retried += 1
-                found += self._piece(samples, missed, later, budget)
-            found.sort(key=lambda s: s.start)
-            for segment in found:
-                # In order, and never before the previous segment ends.
-                floor = segments[-1].end if segments else 0.0
-                end = max(segment.end, floor)
-                segment = segment.model_copy(
-                    update={"start": min(max(segment.start, floor), end), "end": end}
+        # Pieces are independent, so up to engine.workers of them decode at once (the cores of
+        # an idle process or Lambda); they are put back in order as each one ends.
+        pool = ThreadPoolExecutor(max_workers=self.engine.workers, thread_name_prefix="piece")
+        try:
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,  # the request's log fields in the workers
+                    self._piece_and_misses,
+                    samples,
+                    piece,
+                    [r for r in runs if piece.start <= r.start < piece.end],
+                    first if index == 0 else later,
+                    later,
+                    budget,
                 )
-                segments.append(segment)
-                if on_segment is not None:
-                    on_segment(segment)
-            if progress is not None:
-                progress(min(piece.end_s / duration, 1.0))
+                for index, piece in enumerate(pieces)
+            ]
+            for piece, future in zip(pieces, futures, strict=True):
+                found, again = future.result()
+                retried += again
+                for segment in found:
+                    # In order, and never before the previous segment ends.
+                    floor = segments[-1].end if segments else 0.0
+                    end = max(segment.end, floor)
+                    segment = segment.model_copy(
+                        update={"start": min(max(segment.start, floor), end), "end": end}
+                    )
+                    segments.append(segment)
+                    if on_segment is not None:
+                        on_segment(segment)
+                if progress is not None:
+                    progress(min(piece.end_s / duration, 1.0))
+        finally:
+            # Whatever stopped the loop (the budget, a client gone) stops the other pieces too.
+            budget.stopped.set()
+            pool.shutdown(wait=True, cancel_futures=True)
         if progress is not None:
             progress(1.0)
         done = time.perf_counter()
@@ -174,6 +189,29 @@ class TranscriptionService:
             segments=segments,
         )
 
+    def _piece_and_misses(
+        self,
+        samples: np.ndarray,
+        piece: Span,
+        runs: list[Span],
+        options: TranscribeOptions,
+        later: TranscribeOptions,
+        budget: "_Budget",
+    ) -> tuple[list[DecodedSegment], int]:
+        """A piece's segments in order, and how many of its speech runs were decoded again."""
+        found = self._piece(samples, piece, options, budget)
+        retried = 0
+        # Whisper sometimes ends a window early and drops the speech after it (measured:
+        # "one two three" after JFK in one piece). Runs of speech that no segment covers are
+        # decoded once more on their own (not the whole piece again: the same input gives the
+        # same answer); a second miss is left as it is.
+        for missed in _uncovered(runs, found):
+            if missed == piece:
+                break
+            retried += 1
+            found += self._piece(samples, missed, later, budget)
+        return sorted(found, key=lambda s: s.start), retried
+
     def _piece(
         self, samples: np.ndarray, span: Span, options: TranscribeOptions, budget: "_Budget"
     ) -> list[DecodedSegment]:
@@ -202,16 +240,24 @@ class TranscriptionService:
 
 
 class _Budget:
-    """Engine seconds left to one transcription; past them, ``ComputeBudgetExceeded``."""
+    """What every piece checks between segments: the engine seconds left to the transcription
+    (past them, ``ComputeBudgetExceeded``) and whether the transcription was stopped."""
 
     def __init__(self, seconds: float, audio_s: float) -> None:
         self.seconds = seconds
         self.audio_s = audio_s
         self.deadline = time.perf_counter() + seconds
+        self.stopped = threading.Event()
 
     def check(self) -> None:
         if time.perf_counter() > self.deadline:
             raise ComputeBudgetExceeded(self.seconds, self.audio_s)
+        if self.stopped.is_set():
+            raise _Stopped()
+
+
+class _Stopped(Exception):
+    """Another piece failed or the caller stopped: this piece's result is not wanted."""
 
 
 def _uncovered(runs: list[Span], segments: list[DecodedSegment]) -> list[Span]:

@@ -1,5 +1,6 @@
 """Every setting, read once from the environment (prefix ``CHATSERVER_``)."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,7 +24,7 @@ class Settings(BaseSettings):
         description="Where the joined packaged model and derived checkpoints are cached.",
     )
     compute_type: str = "int8"
-    cpu_threads: int = Field(default=0, ge=0, description="0: one per available core.")
+    cpu_threads: int = Field(default=0, ge=0, description="Per transcription; 0: engines.cpu_threads.")
     beam_size: int = Field(default=5, ge=1, le=10)
     # Off by default: over the 34 recordings VAD cut mean WER only from 0.257 to 0.251 while
     # one recording got much worse (0.10 -> 0.28), and it adds ~75 MB (bench/, README).
@@ -35,7 +36,8 @@ class Settings(BaseSettings):
     ffmpeg_timeout_s: float = Field(default=60.0, gt=0)
     tmp_dir: Path | None = None
 
-    max_concurrent_jobs: int = Field(default=1, ge=1)
+    # One transcription per core by default: each runs on one thread (engines.cpu_threads).
+    max_concurrent_jobs: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
     max_queued_jobs: int = Field(default=2, ge=0)
     retry_after_s: int = Field(default=5, ge=1)
 

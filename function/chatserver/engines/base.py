@@ -61,6 +61,7 @@ class Engine(Protocol):
     name: str
     model: str
     multilingual: bool
+    workers: int  # calls that can run at once (the rest wait for one to finish)
 
     def transcribe(
         self,

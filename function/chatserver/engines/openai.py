@@ -21,6 +21,7 @@ class OpenAIWhisperEngine:
         torch.set_num_threads(cpu_threads)
         self.model = model.name
         self.multilingual = model.multilingual
+        self.workers = 1  # one model, one call at a time (the lock below)
         self._model = whisper.load_model(model.location, device="cpu", download_root=str(download_root))
         # transcribe() installs key/value-cache hooks on the shared modules for each call,
         # so two calls at once would corrupt each other: one at a time.
