@@ -250,3 +250,20 @@ def test_a_quiet_speaker_next_to_a_loud_one_is_kept(services, decoded):
         assert all(word in text for word in order), text
         assert text.index(order[0]) < text.index(order[1]), text
         assert text.count("chambre") == 1, text
+
+
+def test_a_voice_note_without_a_language_is_encoded_once(services, decoded, monkeypatch):
+    """Its language is detected on the very window it is decoded in, which is encoded once."""
+    from faster_whisper import WhisperModel
+
+    service = services["sized"]
+    encoded = []
+    real = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, f: encoded.append(f.shape) or real(self, f))
+    note = decoded["fleurs-fr-000.ogg"]
+    detected = service.transcribe_samples(note, service.options(None))
+    assert (detected.language, len(encoded)) == ("fr", 1)
+    # Given the language, the same note is encoded once too: nothing was left over for it.
+    given = service.transcribe_samples(note, service.options("fr"))
+    assert len(encoded) == 2
+    assert given.segments == detected.segments

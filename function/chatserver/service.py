@@ -231,12 +231,19 @@ class TranscriptionService:
         return found
 
     def _detect_language(self, samples: np.ndarray, pieces: list[Span]) -> str:
-        """Detected once, on the first 30 s of speech (of the recording where there is none)."""
+        """Detected once, on the first 30 s of speech (of the recording where there is none).
+
+        A recording of one piece (a voice note) is detected on exactly that piece, which the
+        engine then decodes from the same encoding.
+        """
         if not self.engine.multilingual:
             return "en"
-        start = pieces[0].start if pieces else 0
-        guesses = self.engine.detect_language(samples[start : start + 30 * SAMPLE_RATE])
-        return guesses[0].code
+        if len(pieces) == 1:
+            audio = samples[pieces[0].start : pieces[0].end]
+        else:
+            start = pieces[0].start if pieces else 0
+            audio = samples[start : start + 30 * SAMPLE_RATE]
+        return self.engine.detect_language(audio)[0].code
 
 
 class _Budget:

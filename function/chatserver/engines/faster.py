@@ -8,8 +8,11 @@ each call gets its own view of the model (``_SizedWindow``) sharing only the wei
 """
 
 import copy
+import hashlib
 import logging
 import os
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,34 @@ class _TailWindow(Exception):
     """A sized window did not reach the end of its piece: Whisper wants a second window."""
 
 
+class _Encodings:
+    """Encoder outputs that a language detection kept for the decoding that follows it.
+
+    The service detects a voice note's language on exactly the piece it decodes next, so both
+    encode the very same window: the decoding takes the detection's (once; a few are kept, the
+    oldest dropped first) and saves one encoder pass.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(window: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(window).tobytes(), digest_size=16).digest()
+
+    def keep(self, window: np.ndarray, encoded: Any) -> None:
+        with self._lock:
+            self._items[self._key(window)] = encoded
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def take(self, window: np.ndarray) -> Any | None:
+        with self._lock:
+            return self._items.pop(self._key(window), None)
+
+
 class _SizedWindow(WhisperModel):
     """A view of a loaded model whose windows are ``frames`` long; only the weights are shared.
 
@@ -51,22 +82,40 @@ class _SizedWindow(WhisperModel):
     ``chunk_length`` rewrites the one shared feature extractor).
     """
 
-    def __init__(self, model: WhisperModel, frames: int) -> None:  # not super(): nothing is loaded
+    def __init__(self, model: WhisperModel, frames: int, encodings: _Encodings) -> None:  # not super()
         self.__dict__.update(model.__dict__)
         self.feature_extractor = copy.copy(model.feature_extractor)
         self.feature_extractor.nb_max_frames = frames
         self.feature_extractor.n_samples = frames * self.feature_extractor.hop_length
         self._frames = frames
         self._windows = 0
+        self._encodings = encodings
+        self._detecting = False
 
     def encode(self, features: np.ndarray) -> Any:
         # generate_segments pads every window to 3000 frames; the encoder sees only ours.
+        window = features[..., : self._frames]
+        if self._detecting:
+            encoded = super().encode(window)
+            self._encodings.keep(window, encoded)
+            return encoded
         self._windows += 1
         if self._windows > 1:
             # On a short tail a sized window is where Whisper ran to the token limit through
             # every fallback (issue 9): the full window decodes the whole piece instead.
             raise _TailWindow()
-        return super().encode(features[..., : self._frames])
+        kept = self._encodings.take(window)
+        return kept if kept is not None else super().encode(window)
+
+    def detect_language_of(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        # The features cut as transcribe() cuts its first window (without the last frame, which
+        # comes from padding), so that decoding this audio next finds the encoding.
+        features = self.feature_extractor(audio)[..., :-1]
+        self._detecting = True
+        try:
+            return self.detect_language(features=features)[2]
+        finally:
+            self._detecting = False
 
 
 def _suspicious(segments: list[DecodedSegment]) -> bool:
@@ -95,6 +144,7 @@ class FasterWhisperEngine:
         self.multilingual = model.multilingual
         self.workers = workers
         self.window = window or WindowRule()
+        self._encodings = _Encodings(size=2 * workers)
         # num_workers lets that many threads transcribe at once on one copy of the weights.
         self._model = WhisperModel(
             model.location,
@@ -135,7 +185,7 @@ class FasterWhisperEngine:
         temperature = 0.0 if options.temperature is None else options.temperature
         try:
             transcript = self._decode(
-                _SizedWindow(self._model, frames),
+                self._sized(frames),
                 audio,
                 options.model_copy(update={"temperature": temperature}),
                 None,
@@ -189,9 +239,14 @@ class FasterWhisperEngine:
         # On a window sized to the audio too: over the 34 recordings of ../shared/audio (their
         # first speech) it found the same language as the 30 s window on all 34, in 0.28x the time.
         frames = self.window.frames(min(audio.size, FULL_WINDOW_FRAMES * 160))
-        model = self._model if frames >= FULL_WINDOW_FRAMES else _SizedWindow(self._model, frames)
-        _, _, probabilities = model.detect_language(audio)
+        if frames >= FULL_WINDOW_FRAMES:
+            probabilities = self._model.detect_language(audio)[2]
+        else:
+            probabilities = self._sized(frames).detect_language_of(audio)
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
+
+    def _sized(self, frames: int) -> _SizedWindow:
+        return _SizedWindow(self._model, frames, self._encodings)
 
     def warm_up(self) -> None:
         """Pay at load what the first request would: buffers, kernel choice, lazy loading."""
@@ -202,7 +257,7 @@ class FasterWhisperEngine:
         options = TranscribeOptions(language="en", beam_size=5, temperature=0.0)
 
         def sized(_: int) -> None:
-            self._decode(_SizedWindow(self._model, self.window.frames(tone.size)), tone, options, None, None)
+            self._decode(self._sized(self.window.frames(tone.size)), tone, options, None, None)
 
         # A sized window on every worker (CTranslate2 replica): the calls run at once, so
         # every replica gets some of them.
