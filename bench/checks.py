@@ -16,8 +16,8 @@ RSS_GROWTH = 1.10  # after 200 requests over after 20
 # transcription its own malloc arena and keeps what it freed there, so RSS climbs with the
 # number of threads used (about +40% here) unless MALLOC_ARENA_MAX is set: that shows as a miss.
 LOAD_RSS_RETURN = 1.10
-# With one transcription slot, 4 clients can at best match 1 client (the engine already uses
-# every core); pipelining uploads gains ~3%, and runs differ by about 5% on a quiet machine.
+# With one transcription slot (the default), 4 clients can at best match 1 client (one runs at
+# a time); pipelining uploads gains ~3%, and runs differ by about 5% on a quiet machine.
 THROUGHPUT_NOISE = 0.05
 
 

@@ -23,7 +23,7 @@ def cpu_threads(settings: Settings) -> int:
         # With windows sized to the speech, the decoder is two thirds of the work, and
         # CTranslate2's decoder ran 25-30% faster on one thread than on two (its per-token
         # steps are too small to split); a clip under 15 s took 0.8x the time on one thread,
-        # a 63 s recording 0.76x. The cores serve concurrent jobs and pieces instead (README).
+        # a 63 s recording 0.76x. More cores serve more jobs (CHATSERVER_MAX_CONCURRENT_JOBS).
         return 1
     # torch: share the cores between the jobs that may run at once (not measured further).
     return max(1, len(os.sched_getaffinity(0)) // settings.max_concurrent_jobs)

@@ -264,6 +264,9 @@ class FasterWhisperEngine:
             self._sized(frames).detect_language_of(tone)
             self._decode(self._sized(frames), tone, options, None, None)
 
+        if self.workers == 1:
+            voice_note(0)  # here: a thread of its own would leave a malloc arena behind
+            return
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(voice_note, range(self.workers)))
 
