@@ -38,6 +38,7 @@ from chatserver.jobs import JobRunner
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
 from chatserver.transcript import Transcript
+from engine_testing import EngineWrapper
 from s3_testing import fake_aws_env, put_upload, read_result
 from servers import Server, free_port, uvicorn_server
 from speech import clip, normalise, wer
@@ -259,14 +260,12 @@ def test_ffmpeg_killed_mid_decode_is_a_503_and_the_next_request_works(
 
 
 # --- the engine --------------------------------------------------------------------------------
-class FailsOnce:
+class FailsOnce(EngineWrapper):
     """Stand-in for a bug inside the engine: the real engine, except that its first call raises."""
 
     def __init__(self, engine: Engine, error: Exception) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.error: Exception | None = error
-        self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
-        self.workers = engine.workers
 
     def transcribe(
         self,
@@ -279,10 +278,6 @@ class FailsOnce:
         if error is not None:
             raise error
         return self.engine.transcribe(audio, options, progress, on_segment)
-
-    def detect_language(self, audio: Any) -> Any:
-        # The service detects the language once, before the pieces (issue 9): the real engine's.
-        return self.engine.detect_language(audio)
 
 
 def test_unexpected_engine_error_is_a_500_with_request_id_and_no_trace(
@@ -424,7 +419,7 @@ def test_client_disconnecting_while_its_audio_is_transcribed_releases_the_slot(l
 BUCKET = "chatserver-faults"
 
 
-class StopsS3First:
+class StopsS3First(EngineWrapper):
     """The real engine, but S3 goes away (the moto server is stopped) as transcription starts.
 
     By then the runner has downloaded the upload and written its ``processing`` claim; what is
@@ -432,10 +427,8 @@ class StopsS3First:
     """
 
     def __init__(self, engine: Engine, moto: ThreadedMotoServer) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.moto: ThreadedMotoServer | None = moto
-        self.name, self.model, self.multilingual = engine.name, engine.model, engine.multilingual
-        self.workers = engine.workers
 
     def transcribe(
         self,
@@ -448,9 +441,6 @@ class StopsS3First:
         if moto is not None:
             moto.stop()
         return self.engine.transcribe(audio, options, progress, on_segment)
-
-    def detect_language(self, audio: Any) -> Any:
-        return self.engine.detect_language(audio)
 
 
 def test_s3_going_away_mid_job_raises_and_writes_no_result(

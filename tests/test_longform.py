@@ -18,6 +18,7 @@ from chatserver.engines import load_engine
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
 from chatserver.transcript import Transcript
+from engine_testing import EngineWrapper
 from speech import MANIFEST, Clip, clip, normalise
 
 LANGUAGES = ["de", "en", "es", "fr"]
@@ -170,17 +171,14 @@ def test_sized_window_on_short_clips(one_by_one):
     )
 
 
-class CountingEngine:
+class CountingEngine(EngineWrapper):
     """The real engine, counting its calls and how many ran at once."""
 
     def __init__(self, engine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._lock = threading.Lock()
         self.running = self.most_at_once = self.calls = 0
         self.started: list[float] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)
 
     def transcribe(self, *args, **kwargs):
         with self._lock:
@@ -189,7 +187,7 @@ class CountingEngine:
             self.most_at_once = max(self.most_at_once, self.running)
             self.started.append(time.perf_counter())
         try:
-            return self._engine.transcribe(*args, **kwargs)
+            return self.engine.transcribe(*args, **kwargs)
         finally:
             with self._lock:
                 self.running -= 1
