@@ -72,6 +72,8 @@ class _Encodings:
 
     def take(self, window: np.ndarray) -> Any | None:
         with self._lock:
+            if not self._items:  # a language was given: nothing kept, no window to hash
+                return None
             return self._items.pop(self._key(window), None)
 
 
