@@ -10,7 +10,8 @@ JFK = clip("jfk.flac")
 # Corpus WER (all edits over all reference words) per language, on every short clip of the
 # manifest, measured with the defaults (faster-whisper, int8, beam 5, VAD off) on 2 cores:
 # en 0.101, fr 0.271, de 0.194, es 0.078 (with VAD: 0.085, 0.237, 0.177, 0.108). Through the
-# pieces and the sized window (issue 9): en 0.093, fr 0.263, de 0.145, es 0.088.
+# pieces and the sized window (issue 9): en 0.093, fr 0.263, de 0.145, es 0.088 on one AMD EPYC,
+# en 0.109, fr 0.237, de 0.145, es 0.078 on another (same packages).
 # "one two three" transcribed as "1, 2, 3" and the French voice commands ("annuler" ->
 # "Anne-Uli") account for most of it. Thresholds leave a small margin for int8 kernels
 # that differ between CPUs.
