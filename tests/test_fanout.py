@@ -26,6 +26,7 @@ from chatserver.jobs import JobRunner
 from chatserver.segmentation import SpeechDetection, speech_spans
 from chatserver.service import TranscriptionService
 from chatserver.settings import Settings
+from chatserver.transcript import DecodedSegment, Transcript
 from long_audio import Recording, clips_of, join
 from s3_testing import fake_aws_env, keys, put_upload, read_result
 from speech import clip
@@ -190,7 +191,21 @@ def test_two_workers_that_both_see_every_part_leave_one_result(
     doc = read_result(s3, BUCKET, "transcripts/talk.flac.json")
     assert isinstance(doc, CompletedJob)
     assert doc.chunks == len(messages)
+    # The text joined as one pass joins it: the segments as they are, no space added at a cut.
+    assert doc.text == "".join(s.text for s in doc.segments).strip()
     assert keys(s3, BUCKET, "work/") == []
+
+
+def test_chunks_join_as_one_pass_joins_them_in_chinese_too() -> None:
+    # The merge builds its text with Transcript.of_segments, as one pass does. Whisper puts no
+    # space between Chinese segments; the merge once put one at every cut (no Chinese audio in
+    # ../shared/audio, so the segments here are written by hand).
+    def two(first: str, second: str) -> list[DecodedSegment]:
+        return [DecodedSegment(start=0, end=2, text=first), DecodedSegment(start=180, end=182, text=second)]
+
+    chinese, english = two("你好。", "谢谢。"), two(" Hello.", " Thanks.")
+    assert Transcript.of_segments(chinese, "zh", 182.0).text == "你好。谢谢。"
+    assert Transcript.of_segments(english, "en", 182.0).text == "Hello. Thanks."
 
 
 def test_the_last_delivery_of_a_failing_chunk_names_it_stuck(

@@ -218,12 +218,10 @@ class _Chunk:
         results = sorted(
             (PartResult.model_validate_json(self._read_json(key)) for key in parts), key=lambda p: p.index
         )
-        transcript = Transcript(
-            text=" ".join(text for p in results if (text := p.text.strip())),
-            language=self.message.language,
-            duration=self.message.duration,
-            # In chunk order, each chunk's in its own order: on the recording's timeline already.
-            segments=[segment for p in results for segment in p.segments],
+        # In chunk order, each chunk's in its own order: on the recording's timeline already. The
+        # text as one pass would give it (a space between chunks was wrong in Chinese or Japanese).
+        transcript = Transcript.of_segments(
+            [segment for p in results for segment in p.segments], self.message.language, self.message.duration
         )
         if self.job._finish(self.job._completed(transcript)):
             logger.info(

@@ -192,12 +192,7 @@ class TranscriptionService:
                 "engine_s": round(done - cut, 3),
             },
         )
-        return Transcript(
-            text="".join(s.text for s in segments).strip(),
-            language=language,
-            duration=round(duration, 3),
-            segments=segments,
-        )
+        return Transcript.of_segments(segments, language, duration)
 
     def _piece_and_misses(
         self,

@@ -58,6 +58,13 @@ class Transcript(BaseModel):
     duration: float = Field(description="Seconds of audio transcribed.")
     segments: list[DecodedSegment]
 
+    @classmethod
+    def of_segments(cls, segments: list[DecodedSegment], language: str, duration: float) -> "Transcript":
+        # Whisper's segments carry their own leading space where the language has spaces, and
+        # none in Chinese or Japanese: joined as they are, never with one of ours.
+        text = "".join(s.text for s in segments).strip()
+        return cls(text=text, language=language, duration=round(duration, 3), segments=segments)
+
     def public_segments(self) -> list[Segment]:
         return [s.public() for s in self.segments]
 
