@@ -46,4 +46,4 @@ ENV HF_HUB_OFFLINE=1 \
     NUMBA_CACHE_DIR=/tmp/numba-cache \
     MALLOC_ARENA_MAX=2
 
-CMD ["chatserver.handler.handler"]
+CMD ["chatserver.aws_lambda.handler.handler"]

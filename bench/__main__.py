@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = _apply_settings(args.set)
     skip = set(filter(None, args.skip.split(",")))
 
-    from chatserver.engines import cpu_threads
-    from chatserver.settings import Settings
+    from chatserver.core.settings import Settings
+    from chatserver.speech.engines import cpu_threads
 
     from . import checks, machine
     from .report import Run, render
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("(b) Lambda handler under the RIE")
             run.results["b"] = lambda_handler(clips, warmup, env, work / "b")
         if "d" not in skip:
-            from chatserver.models import resolve
+            from chatserver.speech.engines.models import resolve
 
             from .local import seed_pipeline
 

@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from chatserver.chunks import write_flac
-from chatserver.engines import load_engine
-from chatserver.fanout import FanOut, PartResult
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
-from chatserver.transcript import Transcript
+from chatserver.core.settings import Settings
+from chatserver.jobs.chunks import write_flac
+from chatserver.jobs.fanout import FanOut, PartResult
+from chatserver.speech.engines import load_engine
+from chatserver.speech.service import TranscriptionService
+from chatserver.speech.transcript import Transcript
 from long_audio import clips_of, join
 from speech import wer
 

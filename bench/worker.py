@@ -55,9 +55,9 @@ def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     from faster_whisper import WhisperModel
 
-    from chatserver import models
-    from chatserver.audio import decode, ffmpeg_executable
-    from chatserver.settings import Settings
+    from chatserver.speech.engines import models
+    from chatserver.core.settings import Settings
+    from chatserver.speech.audio import decode, ffmpeg_executable
 
     settings = Settings()
     resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
@@ -92,8 +92,8 @@ def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
 
 def service(clips: list[dict[str, Any]]) -> dict[str, Any]:
     """The service's own pipeline on the files (decode, pieces, engine): for peak RSS per duration."""
-    from chatserver.service import TranscriptionService
-    from chatserver.settings import Settings
+    from chatserver.core.settings import Settings
+    from chatserver.speech.service import TranscriptionService
 
     transcription = TranscriptionService.from_settings(Settings())
     options = transcription.options(None)

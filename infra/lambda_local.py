@@ -43,7 +43,7 @@ from typing import Any, TextIO
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "infra" / "events"
-HANDLER = "chatserver.handler.handler"
+HANDLER = "chatserver.aws_lambda.handler.handler"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
 _RIE_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
@@ -243,7 +243,7 @@ _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")
 
 
 class Emulator:
-    """aws-lambda-rie running ``python -m awslambdaric chatserver.handler.handler`` on 127.0.0.1."""
+    """aws-lambda-rie running ``python -m awslambdaric <HANDLER>`` on 127.0.0.1 (HANDLER: the image's CMD)."""
 
     def __init__(
         self,

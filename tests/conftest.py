@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatserver.api.app import create_app
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.speech.service import TranscriptionService
 from servers import lambda_local
 
 

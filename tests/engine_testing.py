@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from chatserver.engines import Engine
+from chatserver.speech.engines import Engine
 
 
 class EngineWrapper:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
-from chatserver.chunks import write_flac
+from chatserver.jobs.chunks import write_flac
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
 from speech import MANIFEST, Clip
 
 FFMPEG = ffmpeg_executable(None)

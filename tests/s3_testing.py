@@ -10,11 +10,11 @@ import boto3
 import numpy as np
 import pytest
 
-from chatserver.audio import SAMPLE_RATE
-from chatserver.engines import LanguageGuess, TranscribeOptions
-from chatserver.engines.base import ProgressCallback, SegmentCallback
-from chatserver.job_results import JobResult, parse_result
-from chatserver.transcript import DecodedSegment, Transcript
+from chatserver.jobs.documents import JobResult, parse_result
+from chatserver.speech.audio import SAMPLE_RATE
+from chatserver.speech.engines import LanguageGuess, TranscribeOptions
+from chatserver.speech.engines.base import ProgressCallback, SegmentCallback
+from chatserver.speech.transcript import DecodedSegment, Transcript
 
 REGION = "us-east-1"
 

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from chatserver.api.app import create_app
 from chatserver.api.running import _source
-from chatserver.audio import decode, ffmpeg_executable
-from chatserver.errors import ChatServerError
-from chatserver.languages import to_language_code
+from chatserver.core.errors import ChatServerError
+from chatserver.speech.audio import decode, ffmpeg_executable
+from chatserver.speech.languages import to_language_code
 from http_testing import assert_error
 from servers import REPO, uvicorn_server
 from speech import clip
@@ -138,7 +138,7 @@ def test_router_errors_are_documented_bodies(client):
 def test_every_error_type_is_in_the_readme_table():
     """Every ``type`` an error body can carry: ours, the router's, the parser's, the server's."""
     import chatserver.api.error_handlers as handlers
-    import chatserver.errors as errors
+    import chatserver.core.errors as errors
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -227,7 +227,7 @@ def test_fuzzed_uploads_get_a_documented_answer(client, body, boundary):
 
 def test_an_upload_past_the_spool_is_transcribed_without_a_copy(client, monkeypatch):
     """Over HTTP: 2 MB of WAV (the short clip, then silence) goes from the spool to FFmpeg."""
-    import chatserver.service as service_module
+    import chatserver.speech.service as service_module
 
     copies = []
     real_save = service_module.save_stream

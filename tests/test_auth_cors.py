@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from chatserver.api.app import create_app
 from chatserver.api.auth import is_public, key_is_valid
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
 from servers import REPO, uvicorn_server
 from speech import clip, normalise
 

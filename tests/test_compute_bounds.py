@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatserver import chunks
-from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
-from chatserver.engines import load_engine
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.jobs import chunks
+from chatserver.core.settings import Settings
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.engines import load_engine
+from chatserver.speech.service import TranscriptionService
 from speech import MANIFEST
 
 
@@ -104,8 +104,8 @@ _PEAK_RSS = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from chatserver.service import TranscriptionService
-    from chatserver.settings import Settings
+    from chatserver.speech.service import TranscriptionService
+    from chatserver.core.settings import Settings
 
     def vm_hwm_mb():
         # The kernel's high-water mark of this process's memory. Not getrusage's ru_maxrss,
@@ -149,9 +149,9 @@ def test_peak_memory_of_a_600_s_upload(tmp_path: Path, content: str):
 def test_budget_exceeded_on_the_s3_path_is_a_failed_result(tmp_path, monkeypatch):
     from moto import mock_aws
 
-    from chatserver.job_results import FailedJob
-    from chatserver.job_store import make_s3_client
-    from chatserver.jobs import JobRunner
+    from chatserver.jobs.documents import FailedJob
+    from chatserver.jobs.runner import JobRunner
+    from chatserver.jobs.store import make_s3_client
     from s3_testing import fake_aws_env, put_upload, read_result
 
     settings = Settings(

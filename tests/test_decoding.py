@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatserver.audio import decode, ffmpeg_executable
+from chatserver.speech.audio import decode, ffmpeg_executable
 from speech import MANIFEST
 
 

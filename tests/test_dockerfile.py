@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chatserver import models
+from chatserver.speech.engines import models
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -115,7 +115,7 @@ def test_base_image_python_312_or_newer_with_a_pinned_tag() -> None:
 def test_build_args_handler_and_runtime_environment() -> None:
     assert build_args()["ENGINE"] == "faster-whisper"
     assert build_args()["MODEL"] == "base"
-    assert args_of("CMD") == ['["chatserver.handler.handler"]']
+    assert args_of("CMD") == ['["chatserver.aws_lambda.handler.handler"]']
     env = env_before(BAKE, {})
     assert env["CHATSERVER_ENGINE"] == "faster-whisper"
     assert env["CHATSERVER_MODEL"] == "base"

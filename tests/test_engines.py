@@ -2,9 +2,9 @@
 
 import pytest
 
-from chatserver.audio import decode, ffmpeg_executable
-from chatserver.engines import TranscribeOptions, load_engine
-from chatserver.languages import LANGUAGES
+from chatserver.speech.audio import decode, ffmpeg_executable
+from chatserver.speech.engines import TranscribeOptions, load_engine
+from chatserver.speech.languages import LANGUAGES
 from speech import clip, normalise
 
 JFK = clip("jfk.flac")
@@ -59,7 +59,7 @@ def test_language_table_matches_whisper():
 
 
 def test_window_rule():
-    from chatserver.engines.base import WindowRule
+    from chatserver.speech.engines.base import WindowRule
 
     rule = WindowRule(enabled=True, min_s=10, margin_s=3)
     assert rule.frames(2 * 16_000) == 1000  # the floor

@@ -16,17 +16,17 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
-from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
-from chatserver.chunk_worker import ChunkWorker
-from chatserver.chunks import cut_at_silences, frame_power_db
-from chatserver.fanout import ChunkMessage, make_sqs_client, parse_chunk_message
-from chatserver.job_results import CompletedJob, ProcessingJob
-from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner
-from chatserver.segmentation import SpeechDetection, speech_spans
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
-from chatserver.transcript import DecodedSegment, Transcript
+from chatserver.core.settings import Settings
+from chatserver.jobs.chunk_worker import ChunkWorker
+from chatserver.jobs.chunks import cut_at_silences, frame_power_db
+from chatserver.jobs.documents import CompletedJob, ProcessingJob
+from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message
+from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.store import make_s3_client
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.segmentation import SpeechDetection, speech_spans
+from chatserver.speech.service import TranscriptionService
+from chatserver.speech.transcript import DecodedSegment, Transcript
 from long_audio import Recording, clips_of, join
 from s3_testing import fake_aws_env, keys, put_upload, read_result
 from speech import clip
@@ -87,7 +87,8 @@ def _split(runner: JobRunner, aws: tuple[Any, Any], recording: Recording) -> lis
 
 def _transcriptions(caplog: pytest.LogCaptureFixture) -> int:
     return sum(
-        r.name == "chatserver.service" and r.getMessage().startswith("transcribed") for r in caplog.records
+        r.name == "chatserver.speech.service" and r.getMessage().startswith("transcribed")
+        for r in caplog.records
     )
 
 

@@ -24,8 +24,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.speech.service import TranscriptionService
 from long_audio import Recording, clips_of, join
 from s3_testing import keys, result_versions
 from speech import clip, wer

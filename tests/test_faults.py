@@ -31,13 +31,13 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from chatserver.api.app import create_app
-from chatserver.engines import Engine, TranscribeOptions
-from chatserver.engines.base import ProgressCallback
-from chatserver.job_results import CompletedJob, FailedJob
-from chatserver.jobs import JobRunner
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
-from chatserver.transcript import Transcript
+from chatserver.core.settings import Settings
+from chatserver.jobs.documents import CompletedJob, FailedJob
+from chatserver.jobs.runner import JobRunner
+from chatserver.speech.engines import Engine, TranscribeOptions
+from chatserver.speech.engines.base import ProgressCallback
+from chatserver.speech.service import TranscriptionService
+from chatserver.speech.transcript import Transcript
 from engine_testing import EngineWrapper
 from s3_testing import fake_aws_env, put_upload, read_result
 from servers import Server, free_port, uvicorn_server
@@ -360,7 +360,7 @@ def _full_tmp_stand_in(
     def no_space(*_: Any, **__: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("chatserver.audio.shutil.copyfileobj", no_space)
+    monkeypatch.setattr("chatserver.speech.audio.shutil.copyfileobj", no_space)
     with TestClient(create_app(settings, service), raise_server_exceptions=False) as client:
         response = client.post("/transcribe", files={"file": ("a.wav", ONE_TWO_THREE.path.read_bytes())})
     assert response.status_code == 507, response.text

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from chatserver.audio import ffmpeg_executable
+from chatserver.speech.audio import ffmpeg_executable
 from speech import clip, wer
 
 JFK = clip("jfk.flac")

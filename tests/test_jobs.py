@@ -20,13 +20,13 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from pydantic import ValidationError
 
-from chatserver.errors import InsufficientStorage
-from chatserver.job_results import CompletedJob, FailedJob, ProcessingJob
-from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner
-from chatserver.s3_events import parse_record, s3_records
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.aws_lambda.events import parse_record, s3_records
+from chatserver.core.errors import InsufficientStorage
+from chatserver.core.settings import Settings
+from chatserver.jobs.documents import CompletedJob, FailedJob, ProcessingJob
+from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.store import make_s3_client
+from chatserver.speech.service import TranscriptionService
 from s3_testing import (
     CallCounter,
     StubEngine,

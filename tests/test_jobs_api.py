@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from moto import mock_aws
 
 from chatserver.api.app import create_app
-from chatserver.job_results import CompletedJob
-from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.jobs.documents import CompletedJob
+from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.store import make_s3_client
+from chatserver.speech.service import TranscriptionService
 from s3_testing import fake_aws_env, keys, read_result, s3_record
 from servers import free_port
 from speech import clip, normalise

@@ -35,7 +35,7 @@ def lambda_handler() -> ModuleType:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        import chatserver.handler as module
+        import chatserver.aws_lambda.handler as module
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -210,7 +210,7 @@ def test_unknown_event_is_refused_with_a_log_line(
 ) -> None:
     with pytest.raises(lambda_handler.UnsupportedEvent, match="hello"), caplog.at_level(logging.ERROR):
         lambda_handler.handler({"hello": "world", "secret": "not logged"}, CONTEXT)
-    (record,) = [r for r in caplog.records if r.name == "chatserver.handler"]
+    (record,) = [r for r in caplog.records if r.name == "chatserver.aws_lambda.handler"]
     assert "unknown shape" in record.getMessage()
     assert "not logged" not in record.getMessage()  # keys only, never values
     # The next event is served as usual.
@@ -231,8 +231,8 @@ class FakeChunkWorker:
 
 
 def _chunk_body(index: int) -> str:
-    from chatserver.fanout import ChunkMessage
-    from chatserver.job_results import JobOptions, Source
+    from chatserver.jobs.documents import JobOptions, Source
+    from chatserver.jobs.fanout import ChunkMessage
 
     source = Source(bucket="bucket", key="uploads/long.webm", etag="abc", size=10)
     return ChunkMessage(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cfnlint.decode import decode
 
-from chatserver.api.page import LAMBDA_MAX_UPLOAD_BYTES
+from chatserver.api.routes.page import LAMBDA_MAX_UPLOAD_BYTES
 from speech import clip, wer
 
 REPO = Path(__file__).resolve().parents[1]

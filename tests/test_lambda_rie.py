@@ -261,7 +261,7 @@ def test_model_loaded_once_and_cold_start_reported(
     assert cold[0] == reports[0], reports
     init_phase = fn.emulator.init_reports_ms()
     assert len(init_phase) == 1, init_phase
-    loads = [line for line in _json_log_lines(fn.emulator) if line.get("name") == "chatserver.engines"]
+    loads = [line for line in _json_log_lines(fn.emulator) if line.get("name") == "chatserver.speech.engines"]
     assert len(loads) == 1, loads
     record_property("init_phase_ms", init_phase[0])
     record_property("report_init_duration_ms", cold[0].init_ms)

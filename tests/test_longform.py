@@ -14,11 +14,11 @@ import jiwer
 import numpy as np
 import pytest
 
-from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
-from chatserver.engines import load_engine
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
-from chatserver.transcript import Transcript
+from chatserver.core.settings import Settings
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.engines import load_engine
+from chatserver.speech.service import TranscriptionService
+from chatserver.speech.transcript import Transcript
 from engine_testing import EngineWrapper
 from speech import MANIFEST, Clip, clip, normalise
 

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from chatserver import models
+from chatserver.speech.engines import models
 
 
 def test_packaged_model_is_joined_and_verified(tmp_path):

@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chatserver.api.app import create_app
-from chatserver.job_store import make_s3_client
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.jobs.store import make_s3_client
 from s3_testing import fake_aws_env
 
 CHECKS = [

@@ -26,9 +26,9 @@ from moto.server import ThreadedMotoServer
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, expect, sync_playwright
 
 from browser import axe_violations, chromium
-from chatserver.jobs import JobRunner
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.jobs.runner import JobRunner
+from chatserver.speech.service import TranscriptionService
 from s3_testing import s3_record
 from servers import REPO, Server, free_port, uvicorn_server
 from speech import clip, normalise, wer

@@ -18,11 +18,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import EndpointConnectionError
 from moto.server import ThreadedMotoServer
 
-from chatserver.job_results import CompletedJob
-from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.jobs.documents import CompletedJob
+from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.store import make_s3_client
+from chatserver.speech.service import TranscriptionService
 from s3_testing import REGION, fake_aws_env, keys, read_result
 from servers import free_port
 from speech import clip, wer

@@ -23,10 +23,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi.testclient import TestClient
 
 from chatserver.api.app import create_app
-from chatserver.job_store import make_s3_client
-from chatserver.jobs import JobRunner
-from chatserver.service import TranscriptionService
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
+from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.store import make_s3_client
+from chatserver.speech.service import TranscriptionService
 from s3_testing import REGION, fake_aws_env, s3_record
 from servers import free_port, stop_process_group
 from speech import clip, normalise

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from chatserver.settings import Settings
+from chatserver.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from chatserver.api.options import request_options
-from chatserver.audio import SAMPLE_RATE, decode, ffmpeg_executable
-from chatserver.chunks import write_flac
+from chatserver.jobs.chunks import write_flac
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
 from speech import clip, normalise
 
 JFK = clip("jfk.flac")

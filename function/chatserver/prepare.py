@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from .logs import configure_logging
-from .service import TranscriptionService
-from .settings import Settings
+from .core.logs import configure_logging
+from .core.settings import Settings
+from .speech.service import TranscriptionService
 
 logger = logging.getLogger("chatserver.prepare")
 

@@ -21,7 +21,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .api.error_handlers import error_body
 from .api.middleware import ENDED_BY_SERVER
-from .settings import Settings, get_settings
+from .core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("chatserver.access")

@@ -5,19 +5,19 @@ import tempfile
 from fastapi import Depends, FastAPI
 
 from .. import __version__
-from ..service import TranscriptionService
-from ..settings import Settings
+from ..core.settings import Settings
+from ..speech.service import TranscriptionService
 from .auth import install_access_control
 from .dependencies import one_file_part
-from .detect import router as detect_router
 from .error_handlers import install_error_handlers
-from .health import router as health_router
-from .jobs import router as jobs_router
 from .middleware import BodySizeLimit, HeadAsGet, RequestContext, UploadLimit
-from .openai import router as openai_router
-from .page import router as page_router
+from .routes.detect import router as detect_router
+from .routes.health import router as health_router
+from .routes.jobs import router as jobs_router
+from .routes.openai import router as openai_router
+from .routes.page import router as page_router
+from .routes.transcribe import router as transcribe_router
 from .slots import Slots
-from .transcribe import router as transcribe_router
 
 
 def create_app(settings: Settings, service: TranscriptionService | None = None) -> FastAPI:

@@ -11,8 +11,8 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ChatServerError, CorsRefused, InvalidApiKey
-from ..settings import Settings
+from ..core.errors import ChatServerError, CorsRefused, InvalidApiKey
+from ..core.settings import Settings
 from .error_handlers import error_response
 from .paths import app_path
 

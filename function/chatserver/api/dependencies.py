@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..errors import RepeatedField, S3NotConfigured
-from ..job_store import JobStore, make_s3_client
-from ..service import TranscriptionService
-from ..settings import Settings
+from ..core.errors import RepeatedField, S3NotConfigured
+from ..core.settings import Settings
+from ..jobs.store import JobStore, make_s3_client
+from ..speech.service import TranscriptionService
 from .slots import Slots
 
 

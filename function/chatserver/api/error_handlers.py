@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
-from ..errors import ACCEPTED_FORMATS, ChatServerError, InsufficientStorage
+from ..core.errors import ACCEPTED_FORMATS, ChatServerError, InsufficientStorage
 from .openai_schemas import is_openai_path, openai_error
 from .running import ClientGone
 

@@ -9,8 +9,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import Busy, PayloadTooLarge
-from ..logs import request_id
+from ..core.errors import Busy, PayloadTooLarge
+from ..core.logs import request_id
 from .error_handlers import CLIENT_CLOSED_REQUEST, error_response
 
 logger = logging.getLogger("chatserver.access")

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
-from ..languages import LANGUAGES
-from ..transcript import Transcript
+from ..speech.languages import LANGUAGES
+from ..speech.transcript import Transcript
 from .paths import app_path
 
 OPENAI_PREFIX = "/v1"

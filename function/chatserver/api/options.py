@@ -1,8 +1,8 @@
 """The decoding options a request may set, checked before any audio is read."""
 
-from ..engines import Task, TranscribeOptions
-from ..errors import InvalidOption
-from ..service import TranscriptionService
+from ..core.errors import InvalidOption
+from ..speech.engines import Task, TranscribeOptions
+from ..speech.service import TranscriptionService
 
 # Whisper conditions on at most 224 prompt tokens and keeps the last ones; a few thousand
 # characters is far past that and still bounds what a form field can make us hold.

@@ -14,10 +14,10 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..engines import TranscribeOptions
-from ..engines.base import SegmentCallback
-from ..service import TranscriptionService
-from ..transcript import DecodedSegment, Transcript
+from ..speech.engines import TranscribeOptions
+from ..speech.engines.base import SegmentCallback
+from ..speech.service import TranscriptionService
+from ..speech.transcript import DecodedSegment, Transcript
 from .slots import Slots
 
 logger = logging.getLogger(__name__)

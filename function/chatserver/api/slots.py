@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from ..errors import Busy
+from ..core.errors import Busy
 
 
 class Slots:

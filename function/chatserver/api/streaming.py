@@ -11,10 +11,10 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from ..engines import TranscribeOptions
-from ..errors import ChatServerError
-from ..service import TranscriptionService
-from ..transcript import DecodedSegment, Transcript
+from ..core.errors import ChatServerError
+from ..speech.engines import TranscribeOptions
+from ..speech.service import TranscriptionService
+from ..speech.transcript import DecodedSegment, Transcript
 from .openai_schemas import TextDelta, TextDone, openai_error
 from .running import ClientGone, transcribe_upload
 from .slots import Slots

@@ -24,7 +24,6 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 from faster_whisper import WhisperModel
 
-from ..models import ResolvedModel
 from ..transcript import DecodedSegment, Transcript, Word
 from .base import (
     FULL_WINDOW_FRAMES,
@@ -34,6 +33,7 @@ from .base import (
     TranscribeOptions,
     WindowRule,
 )
+from .models import ResolvedModel
 
 logger = logging.getLogger(__name__)
 

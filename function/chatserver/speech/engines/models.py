@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .settings import EngineName
+from ...core.settings import EngineName
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def resolve(model: str, engine: EngineName, model_dir: Path) -> ResolvedModel:
     if model == PACKAGED_MODEL and _packaged_installed():
         ct2_dir = ensure_packaged_model(model_dir)
         if engine == "openai-whisper":
-            from .engines.ct2_to_openai import convert_ct2_to_openai
+            from .ct2_to_openai import convert_ct2_to_openai
 
             checkpoint = ct2_dir / "openai-whisper.pt"
             if not checkpoint.exists():

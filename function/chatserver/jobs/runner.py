@@ -31,10 +31,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .audio import save_stream, temporary_audio_path
-from .errors import ChatServerError, ObjectTooLarge
-from .fanout import FanOut
-from .job_results import (
+from ..aws_lambda.events import ObjectCreated, bare_etag, parse_record, s3_records
+from ..core.errors import ChatServerError, ObjectTooLarge
+from ..core.settings import Settings
+from ..speech.audio import save_stream, temporary_audio_path
+from ..speech.service import TranscriptionService
+from ..speech.transcript import Transcript
+from .documents import (
     CompletedJob,
     FailedJob,
     JobError,
@@ -47,7 +50,8 @@ from .job_results import (
     TerminalResult,
     utc_now,
 )
-from .job_store import (
+from .fanout import FanOut
+from .store import (
     LANGUAGE_METADATA,
     ResultStore,
     S3Client,
@@ -57,10 +61,6 @@ from .job_store import (
     make_s3_client,
     result_key,
 )
-from .s3_events import ObjectCreated, bare_etag, parse_record, s3_records
-from .service import TranscriptionService
-from .settings import Settings
-from .transcript import Transcript
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import re
 
-from .errors import UnknownLanguage
+from ..core.errors import UnknownLanguage
 
 # A language tag: its primary subtag, then region, script or variant subtags ("zh-Hant-TW").
 _BCP47 = re.compile(r"(?P<primary>[a-z]{2,3})(?:-[a-z0-9]{1,8})+")

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import (
+from ..core.errors import (
     AudioTooLong,
     DecoderCrashed,
     DecodeTimeout,

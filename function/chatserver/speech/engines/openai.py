@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..models import ResolvedModel
 from ..transcript import DecodedSegment, Transcript, Word
 from .base import LanguageGuess, ProgressCallback, SegmentCallback, TranscribeOptions
+from .models import ResolvedModel
 
 
 class OpenAIWhisperEngine:

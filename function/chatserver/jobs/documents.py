@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from .transcript import Segment
+from ..speech.transcript import Segment
 
 SCHEMA_VERSION = 1
 

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 
-from ..engines import Task
-from ..errors import ACCEPTED_FORMATS, InvalidOption, ModelNotFound, UnknownModel
-from ..service import TranscriptionService
-from ..transcript import Transcript, render_text
-from .dependencies import ServiceDep, SlotsDep
-from .openai_schemas import (
+from ...core.errors import ACCEPTED_FORMATS, InvalidOption, ModelNotFound, UnknownModel
+from ...speech.engines import Task
+from ...speech.service import TranscriptionService
+from ...speech.transcript import Transcript, render_text
+from ..dependencies import ServiceDep, SlotsDep
+from ..openai_schemas import (
     OPENAI_PREFIX,
     WHISPER_1,
     Granularity,
@@ -24,10 +24,10 @@ from .openai_schemas import (
     VerboseTranscription,
     verbose,
 )
-from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, text_content
-from .options import MAX_PROMPT_CHARS, request_options
-from .running import transcribe_upload
-from .streaming import stream_transcription
+from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, text_content
+from ..options import MAX_PROMPT_CHARS, request_options
+from ..running import transcribe_upload
+from ..streaming import stream_transcription
 
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI-compatible"])
 

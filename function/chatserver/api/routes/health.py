@@ -3,8 +3,8 @@
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from .dependencies import ServiceDep, SlotsDep
-from .openapi import COMMON_ERRORS, error_responses
+from ..dependencies import ServiceDep, SlotsDep
+from ..openapi import COMMON_ERRORS, error_responses
 
 router = APIRouter()
 

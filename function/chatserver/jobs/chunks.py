@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .errors import DecoderCrashed, DecodeTimeout
-from .segmentation import Span
+from ..core.errors import DecoderCrashed, DecodeTimeout
+from ..speech.audio import SAMPLE_RATE
+from ..speech.segmentation import Span
 
 _FRAME = SAMPLE_RATE // 100  # 10 ms
 _QUIET_WINDOW_FRAMES = 30  # 0.3 s: longer than a stop consonant, shorter than a pause between phrases

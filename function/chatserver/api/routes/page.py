@@ -17,12 +17,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from ..languages import LANGUAGES
-from ..settings import Settings
-from .dependencies import ServiceDep, SettingsDep
-from .openapi import COMMON_ERRORS, error_responses
+from ...core.settings import Settings
+from ...speech.languages import LANGUAGES
+from ..dependencies import ServiceDep, SettingsDep
+from ..openapi import COMMON_ERRORS, error_responses
 
-STATIC = Path(__file__).resolve().parents[1] / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 _SWAGGER = Path(fastapi_offline.__file__).resolve().parent / "static"
 
 # The only files GET /static/{name} serves: a fixed list, so no path from a request ever

@@ -7,13 +7,13 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
-from ..engines import LanguageGuess
-from ..errors import ACCEPTED_FORMATS
-from ..languages import LANGUAGES
-from ..service import TranscriptionService
-from .dependencies import ServiceDep, SlotsDep
-from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses
+from ...core.errors import ACCEPTED_FORMATS
+from ...speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
+from ...speech.engines import LanguageGuess
+from ...speech.languages import LANGUAGES
+from ...speech.service import TranscriptionService
+from ..dependencies import ServiceDep, SlotsDep
+from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..core.errors import ComputeBudgetExceeded, UnsupportedLanguage
+from ..core.settings import Settings
 from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
 from .engines import Engine, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
-from .errors import ComputeBudgetExceeded, UnsupportedLanguage
 from .languages import to_language_code
 from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans
-from .settings import Settings
 from .transcript import DecodedSegment, Transcript
 
 logger = logging.getLogger(__name__)

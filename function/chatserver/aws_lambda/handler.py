@@ -1,4 +1,4 @@
-"""The AWS Lambda entry point: ``chatserver.handler.handler``, one function for every event.
+"""The AWS Lambda entry point: ``chatserver.aws_lambda.handler.handler``, one function for every event.
 
 Everything expensive happens at import, in Lambda's init phase, once per execution
 environment: settings, logging, the engine with its model, the FastAPI app and its Mangum
@@ -30,14 +30,14 @@ from mangum import Mangum
 from mangum.handlers import APIGateway, HTTPGateway
 from mangum.types import Scope
 
-from .api.app import create_app
-from .chunk_worker import ChunkWorker
-from .fanout import ChunkMessage, parse_chunk_message
-from .jobs import JobRunner
-from .logs import configure_logging, object_key, request_id
-from .s3_events import parse_record, s3_records
-from .service import TranscriptionService
-from .settings import get_settings
+from ..api.app import create_app
+from ..core.logs import configure_logging, object_key, request_id
+from ..core.settings import get_settings
+from ..jobs.chunk_worker import ChunkWorker
+from ..jobs.fanout import ChunkMessage, parse_chunk_message
+from ..jobs.runner import JobRunner
+from ..speech.service import TranscriptionService
+from .events import parse_record, s3_records
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Form, Path, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ACCEPTED_FORMATS, JobNotFound
-from ..job_results import JobResult
-from ..job_store import PresignedPost, is_job_id
-from .dependencies import JobStoreDep, ServiceDep, SettingsDep
-from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses
+from ...core.errors import ACCEPTED_FORMATS, JobNotFound
+from ...jobs.documents import JobResult
+from ...jobs.store import PresignedPost, is_job_id
+from ..dependencies import JobStoreDep, ServiceDep, SettingsDep
+from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses
 
 router = APIRouter(tags=["jobs"])
 

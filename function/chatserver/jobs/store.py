@@ -12,9 +12,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from .errors import StorageUnavailable
-from .job_results import JobResult, PendingJob, parse_result, utc_now
-from .settings import Settings
+from ..core.errors import StorageUnavailable
+from ..core.settings import Settings
+from .documents import JobResult, PendingJob, parse_result, utc_now
 
 logger = logging.getLogger(__name__)
 

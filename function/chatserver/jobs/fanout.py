@@ -23,13 +23,13 @@ import numpy as np
 from botocore.config import Config
 from pydantic import BaseModel, Field, ValidationError
 
-from .audio import SAMPLE_RATE, decode, ffmpeg_executable, temporary_audio_path
+from ..core.settings import Settings
+from ..speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, temporary_audio_path
+from ..speech.service import TranscriptionService
+from ..speech.transcript import DecodedSegment
 from .chunks import Cut, cut_at_silences, first_speech, frame_power_db, write_flac
-from .job_results import JobOptions, Source
-from .job_store import S3Client
-from .service import TranscriptionService
-from .settings import Settings
-from .transcript import DecodedSegment
+from .documents import JobOptions, Source
+from .store import S3Client
 
 logger = logging.getLogger(__name__)
 

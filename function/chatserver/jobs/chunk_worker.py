@@ -23,13 +23,13 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from .audio import save_stream, temporary_audio_path
-from .errors import ChatServerError
+from ..core.errors import ChatServerError
+from ..speech.audio import save_stream, temporary_audio_path
+from ..speech.transcript import Transcript
+from .documents import FailedJob, JobError, ProcessingJob, StuckChunk, TerminalResult
 from .fanout import ChunkMessage, ChunkPlan, PartResult, delete_work, part_key, plan_key
-from .job_results import FailedJob, JobError, ProcessingJob, StuckChunk, TerminalResult
-from .job_store import is_conflict, is_missing
-from .jobs import JobRunner, _Job
-from .transcript import Transcript
+from .runner import JobRunner, _Job
+from .store import is_conflict, is_missing
 
 logger = logging.getLogger(__name__)
 

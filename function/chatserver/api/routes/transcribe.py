@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 
-from ..engines import Task
-from ..errors import ACCEPTED_FORMATS, InvalidOption
-from ..transcript import (
+from ...core.errors import ACCEPTED_FORMATS, InvalidOption
+from ...speech.engines import Task
+from ...speech.transcript import (
     ResponseFormat,
     TranscriptionResponse,
     TranscriptionWithWords,
@@ -16,10 +16,10 @@ from ..transcript import (
     render_text,
     to_response,
 )
-from .dependencies import ServiceDep, SlotsDep
-from .openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, transcription_responses
-from .options import MAX_PROMPT_CHARS, request_options
-from .running import transcribe_upload
+from ..dependencies import ServiceDep, SlotsDep
+from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, transcription_responses
+from ..options import MAX_PROMPT_CHARS, request_options
+from ..running import transcribe_upload
 
 router = APIRouter()
 

@@ -6,8 +6,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .. import models
-from ..settings import EngineName, Settings
+from ...core.settings import EngineName, Settings
+from . import models
 from .base import Engine, LanguageGuess, Task, TranscribeOptions, WindowRule
 
 __all__ = ["Engine", "LanguageGuess", "Task", "TranscribeOptions", "load_engine"]
