@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from chatserver.core.settings import Settings
-from chatserver.jobs.chunks import write_flac
-from chatserver.jobs.fanout import FanOut, PartResult
+from chatserver.jobs.fanout import FanOut
+from chatserver.jobs.parts import PartResult, merge
+from chatserver.speech.audio import ffmpeg_executable, write_flac
 from chatserver.speech.engines import load_engine
 from chatserver.speech.service import TranscriptionService
-from chatserver.speech.transcript import Transcript
 from long_audio import clips_of, join
 from speech import wer
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # --- split ---------------------------------------------------------------------------
         t0 = time.perf_counter()
-        samples = fanout.decode(recording.path)
+        samples = service.decode(recording.path, settings.max_job_audio_seconds)
         t1 = time.perf_counter()
         language = fanout.language(samples, None)
         t2 = time.perf_counter()
@@ -95,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         chunk_paths = []
         for index, cut in enumerate(cuts):
             path = work / f"{index:04d}.flac"
-            write_flac(samples[cut.start : cut.end], path, ffmpeg=fanout._ffmpeg, timeout_s=120)
+            write_flac(
+                samples[cut.start : cut.end],
+                path,
+                ffmpeg=ffmpeg_executable(settings.ffmpeg_path),
+                timeout_s=120,
+            )
             chunk_paths.append(path)
         t4 = time.perf_counter()
         figures["split"] = {
@@ -121,25 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             transcript = service.transcribe(path, options, max_seconds=cut.end_s - cut.start_s + 5)
             walls.append(time.perf_counter() - t)
-            part = PartResult(
-                index=index,
-                start=cut.start_s,
-                end=cut.end_s,
-                language=transcript.language,
-                text=transcript.text,
-                segments=[s.shifted(cut.start_s) for s in transcript.segments],
-            )
+            part = PartResult.of_chunk(index, cut.start_s, cut.end_s, transcript)
             parts.append(part.model_dump_json())
             sys.stderr.write(f"chunk {index}: {cut.end_s - cut.start_s:.0f} s in {walls[-1]:.1f} s\n")
         # --- merge ---------------------------------------------------------------------------
         t = time.perf_counter()
-        loaded = [PartResult.model_validate_json(p) for p in parts]
-        merged = Transcript(
-            text=" ".join(text for p in loaded if (text := p.text.strip())),
-            language=language,
-            duration=recording.duration,
-            segments=[s for p in loaded for s in p.segments],
-        )
+        merged = merge([PartResult.model_validate_json(p) for p in parts], language, recording.duration)
         merged.model_dump_json()
         merge_s = time.perf_counter() - t
         quantiles = statistics.quantiles(walls, n=10) if len(walls) > 1 else walls

@@ -21,8 +21,7 @@ def is_joined(name: str) -> bool:
 
 def joined_recordings(clips: Sequence[Clip], workdir: Path) -> tuple[list[Clip], dict[str, list[str]]]:
     """One recording per language with two clips or more; and the clip names each one joins."""
-    from chatserver.jobs.chunks import write_flac
-    from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+    from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
 
     ffmpeg = ffmpeg_executable(None)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -49,8 +48,7 @@ def joined_recordings(clips: Sequence[Clip], workdir: Path) -> tuple[list[Clip],
 
 def long_uploads(clips: Sequence[Clip], workdir: Path, seconds: float, with_speech: bool) -> list[Clip]:
     """``seconds`` of silence, and (``with_speech``) the joined clips repeated up to ``seconds``."""
-    from chatserver.jobs.chunks import write_flac
-    from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+    from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
 
     ffmpeg = ffmpeg_executable(None)
     workdir.mkdir(parents=True, exist_ok=True)

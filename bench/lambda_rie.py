@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
-from lambda_local import Emulator, http_response_body, load_event, with_audio
+from emulation.emulator import Emulator
+from emulation.events import http_response_body, load_event, with_audio
 
 from .common import Clip, PeakRss, TargetResult, score, service_env, tree_cpu_s, vm_hwm
 

@@ -55,9 +55,9 @@ def floor(clips: list[dict[str, Any]]) -> dict[str, Any]:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     from faster_whisper import WhisperModel
 
-    from chatserver.speech.engines import models
     from chatserver.core.settings import Settings
     from chatserver.speech.audio import decode, ffmpeg_executable
+    from chatserver.speech.engines import models
 
     settings = Settings()
     resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)

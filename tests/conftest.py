@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
 from chatserver.speech.service import TranscriptionService
-from servers import lambda_local
+from servers import runtimes
 
 
 @pytest.fixture
@@ -53,12 +53,12 @@ def no_temp_file_left(tmp_audio_dir: Path) -> Iterator[None]:
     assert list(tmp_audio_dir.iterdir()) == [], "a temp file outlived its request"
 
 
-@pytest.fixture(scope="module", params=lambda_local.RUNTIMES)
+@pytest.fixture(scope="module", params=runtimes.RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
     """The Python the emulator runs the handler on: the suite's (3.11), then the image's (3.12,
     with exactly what infra/image/install.sh installs)."""
     try:
-        return lambda_local.runtime_python(request.param)
+        return runtimes.runtime_python(request.param)
     except FileNotFoundError as missing:
         if os.environ.get("CI"):
             raise  # CI runs infra/install.sh --dev, which creates it

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatserver.jobs.chunks import write_flac
-from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
 from speech import MANIFEST, Clip
 
 FFMPEG = ffmpeg_executable(None)

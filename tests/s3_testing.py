@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from chatserver.jobs.documents import JobResult, parse_result
+from chatserver.jobs.s3 import ObjectCreated
 from chatserver.speech.audio import SAMPLE_RATE
 from chatserver.speech.engines import LanguageGuess, TranscribeOptions
 from chatserver.speech.engines.base import ProgressCallback, SegmentCallback
@@ -48,11 +49,11 @@ def s3_record(bucket: str, key: str, etag: str, size: int, event_name: str = "Ob
     }
 
 
-def put_upload(s3: Any, bucket: str, key: str, body: bytes, language: str | None = None) -> dict:
-    """Upload ``body`` the way a client would, and return the record S3 would send for it."""
+def put_upload(s3: Any, bucket: str, key: str, body: bytes, language: str | None = None) -> ObjectCreated:
+    """Upload ``body`` the way a client would, and return the object S3's notification announces."""
     metadata = {"language": language} if language else {}
     response = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
-    return s3_record(bucket, key, response["ETag"], len(body))
+    return ObjectCreated(bucket, key, response["ETag"].strip('"'), len(body))
 
 
 def read_result(s3: Any, bucket: str, key: str) -> JobResult | None:

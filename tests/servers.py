@@ -14,10 +14,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 # infra/ holds scripts, not a package: its process helpers serve the tests too.
 sys.path.insert(0, str(REPO / "infra"))
-import lambda_local  # noqa: E402
-from lambda_local import free_port, stop_process_group  # noqa: E402
+from emulation import runtimes  # noqa: E402
+from emulation.runtimes import free_port, stop_process_group  # noqa: E402
 
-__all__ = ["REPO", "Server", "free_port", "lambda_local", "stop_process_group", "uvicorn_server"]
+__all__ = ["REPO", "Server", "free_port", "runtimes", "stop_process_group", "uvicorn_server"]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from servers import REPO, uvicorn_server
 from speech import clip, normalise
 
 sys.path.insert(0, str(REPO / "infra"))
-from lambda_http import lambda_http_server
+from emulation.gateway import lambda_http_server
 
 KEYS = ("sk-live-alpha-0123456789", "sk-live-beta-9876543210")
 ALLOWED = "https://chat.example.com"

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatserver.jobs import chunks
 from chatserver.core.settings import Settings
-from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
 from chatserver.speech.engines import load_engine
 from chatserver.speech.service import TranscriptionService
 from speech import MANIFEST
@@ -45,8 +44,8 @@ def speech(seconds: float) -> np.ndarray:
     return np.tile(one, int(np.ceil(seconds * SAMPLE_RATE / one.size)))[: round(seconds * SAMPLE_RATE)]
 
 
-def write_flac(samples: np.ndarray, path: Path) -> None:
-    chunks.write_flac(samples, path, ffmpeg=ffmpeg_executable(None), timeout_s=60)
+def flac(samples: np.ndarray, path: Path) -> None:
+    write_flac(samples, path, ffmpeg=ffmpeg_executable(None), timeout_s=60)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,7 @@ def test_budget_stops_a_transcription_with_a_clear_error(tmp_path):
 
     settings = Settings(tmp_dir=tmp_path, engine_budget_floor_s=0.05, engine_budget_per_audio_s=0.001)
     path = tmp_path.parent / "speech-60.flac"
-    write_flac(speech(60), path)
+    flac(speech(60), path)
     with TestClient(create_app(settings)) as client:
         response = client.post("/transcribe", files={"file": ("speech.flac", path.read_bytes())})
     assert response.status_code == 503
@@ -136,7 +135,7 @@ def test_peak_memory_of_a_600_s_upload(tmp_path: Path, content: str):
         samples[: talk.size] = talk
         samples[-talk.size :] = talk
     path = tmp_path / f"{content}.flac"
-    write_flac(samples, path)
+    flac(samples, path)
     run = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True, timeout=300, check=False
     )
@@ -151,20 +150,20 @@ def test_budget_exceeded_on_the_s3_path_is_a_failed_result(tmp_path, monkeypatch
 
     from chatserver.jobs.documents import FailedJob
     from chatserver.jobs.runner import JobRunner
-    from chatserver.jobs.store import make_s3_client
+    from chatserver.jobs.s3 import make_s3_client
     from s3_testing import fake_aws_env, put_upload, read_result
 
     settings = Settings(
         tmp_dir=tmp_path, bucket="budget", engine_budget_floor_s=0.05, engine_budget_per_audio_s=0.001
     )
     path = tmp_path.parent / "speech-60-s3.flac"
-    write_flac(speech(60), path)
+    flac(speech(60), path)
     fake_aws_env(monkeypatch)
     with mock_aws():
         s3 = make_s3_client(settings)
         s3.create_bucket(Bucket="budget")
         runner = JobRunner(TranscriptionService(settings, load_engine(settings)), settings, s3)
-        runner.handle_record(put_upload(s3, "budget", "uploads/long.flac", path.read_bytes()))  # no raise
+        runner.handle(put_upload(s3, "budget", "uploads/long.flac", path.read_bytes()))  # no raise
         result = read_result(s3, "budget", "transcripts/long.flac.json")
         assert isinstance(result, FailedJob), result
         assert result.error.type == "compute_budget_exceeded"

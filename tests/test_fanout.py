@@ -22,7 +22,7 @@ from chatserver.jobs.chunks import cut_at_silences, frame_power_db
 from chatserver.jobs.documents import CompletedJob, ProcessingJob
 from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import make_s3_client
 from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
 from chatserver.speech.segmentation import SpeechDetection, speech_spans
 from chatserver.speech.service import TranscriptionService
@@ -75,8 +75,8 @@ def runner(fan_settings: Settings, aws: tuple[Any, Any]) -> JobRunner:
 def _split(runner: JobRunner, aws: tuple[Any, Any], recording: Recording) -> list[ChunkMessage]:
     s3, sqs = aws
     record = put_upload(s3, BUCKET, KEY, recording.path.read_bytes(), language="en")
-    runner.handle_record(record)
-    url = runner.settings.chunk_queue_url
+    runner.handle(record)
+    url = runner.context.settings.chunk_queue_url
     messages: list[ChunkMessage] = []
     while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for message in received:
@@ -243,7 +243,7 @@ def test_the_last_delivery_of_a_failing_chunk_names_it_stuck(
 def test_short_uploads_stay_one_pass(runner: JobRunner, aws: tuple[Any, Any], tmp_audio_dir: Path) -> None:
     s3, _ = aws
     jfk = clip("jfk.flac")
-    runner.handle_record(put_upload(s3, BUCKET, "uploads/jfk.flac", jfk.path.read_bytes()))
+    runner.handle(put_upload(s3, BUCKET, "uploads/jfk.flac", jfk.path.read_bytes()))
     doc = read_result(s3, BUCKET, "transcripts/jfk.flac.json")
     assert isinstance(doc, CompletedJob)
     assert doc.chunks == 1

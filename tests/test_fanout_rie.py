@@ -1,6 +1,6 @@
 """Fan-out of long S3 uploads under the real runtime: two aws-lambda-rie workers fed from a moto SQS queue.
 
-infra/lambda_local.py's Pump plays the chunk queue's event source mapping (batch size 1,
+infra/emulation/pump.py's Pump plays the chunk queue's event source mapping (batch size 1,
 delete on success, redelivery after the visibility timeout on failure). S3 events reach the
 workers through the same queue, as SQS-wrapped S3 notifications. Recordings are built in the run
 by joining the clips of ../shared/audio; chunks are 60 s so that a 3-minute recording exercises
@@ -33,11 +33,13 @@ from speech import clip, wer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infra"))
 
-import lambda_local  # noqa: E402
-from lambda_local import Emulator, Pump, s3_put_event  # noqa: E402
+from emulation import runtimes  # noqa: E402
+from emulation.emulator import Emulator  # noqa: E402
+from emulation.events import s3_put_event  # noqa: E402
+from emulation.pump import Pump  # noqa: E402
 
 try:
-    lambda_local.find_rie()
+    runtimes.find_rie()
 except FileNotFoundError as missing:
     if os.environ.get("CI"):
         raise
@@ -109,7 +111,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Cluster]:
-    moto_port = lambda_local.free_port()
+    moto_port = runtimes.free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{moto_port}"

@@ -472,7 +472,7 @@ def test_s3_going_away_mid_job_raises_and_writes_no_result(
 
         started = time.monotonic()
         with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever botocore raises, it must raise
-            runner.handle_record(record)
+            runner.handle(record)
         assert engine.moto is None, "the engine never ran: S3 failed before the download"
         assert "connect" in str(raised.value).lower(), raised.value
         assert time.monotonic() - started < 60  # bounded by the client's timeouts and retries
@@ -486,7 +486,7 @@ def test_s3_going_away_mid_job_raises_and_writes_no_result(
         assert not isinstance(result, CompletedJob | FailedJob)
 
         # Lambda's retry of the event completes the job: nothing was lost.
-        runner.handle_record(record)
+        runner.handle(record)
         done = read_result(runner.s3, BUCKET, "transcripts/voice note.wav.json")
         assert isinstance(done, CompletedJob), done
         assert normalise(done.text) in ONE_TWO_THREE_TEXTS

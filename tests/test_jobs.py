@@ -20,12 +20,13 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from pydantic import ValidationError
 
+from chatserver.aws_lambda.dispatch import Dispatcher
 from chatserver.aws_lambda.events import parse_record, s3_records
 from chatserver.core.errors import InsufficientStorage
 from chatserver.core.settings import Settings
 from chatserver.jobs.documents import CompletedJob, FailedJob, ProcessingJob
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.service import TranscriptionService
 from s3_testing import (
     CallCounter,
@@ -125,10 +126,11 @@ def test_upload_is_transcribed_into_json_next_to_nothing_it_touches(
     speech = clip("fleurs-en-004.ogg")
     body = speech.path.read_bytes()
     key = "uploads/team notes/Ünïcode + plus/voice note 1.ogg"
-    record = put_upload(s3, BUCKET, key, body, language="en")
+    uploaded = put_upload(s3, BUCKET, key, body, language="en")
+    record = s3_record(BUCKET, key, uploaded.etag, uploaded.size)
     assert record["s3"]["object"]["key"] != key  # sent URL-encoded, as S3 does
 
-    runner.handle_record(record)
+    runner.handle(parse_record(record))
 
     doc = read_result(s3, BUCKET, "transcripts/team notes/Ünïcode + plus/voice note 1.ogg.json")
     assert isinstance(doc, CompletedJob)
@@ -143,7 +145,7 @@ def test_upload_is_transcribed_into_json_next_to_nothing_it_touches(
     assert doc.source.model_dump() == {
         "bucket": BUCKET,
         "key": key,
-        "etag": record["s3"]["object"]["eTag"],
+        "etag": uploaded.etag,
         "size": len(body),
     }
     assert doc.job_id == "team notes/Ünïcode + plus/voice note 1.ogg"
@@ -158,7 +160,7 @@ def test_upload_is_transcribed_into_json_next_to_nothing_it_touches(
 
 def test_language_is_detected_without_metadata(runner: JobRunner, s3: Any) -> None:
     speech = clip("stp-fr-02.wav")
-    runner.handle_record(put_upload(s3, BUCKET, "uploads/commande.wav", speech.path.read_bytes()))
+    runner.handle(put_upload(s3, BUCKET, "uploads/commande.wav", speech.path.read_bytes()))
     doc = read_result(s3, BUCKET, "transcripts/commande.wav.json")
     assert isinstance(doc, CompletedJob)
     assert doc.options.language is None
@@ -169,7 +171,7 @@ def test_language_is_detected_without_metadata(runner: JobRunner, s3: Any) -> No
 def test_duplicate_event_does_no_work(runner: JobRunner, s3: Any, job_settings: Settings) -> None:
     key = "uploads/dup.wav"
     record = put_upload(s3, BUCKET, key, clip("sr_english.wav").path.read_bytes(), language="en")
-    runner.handle_record(record)
+    runner.handle(record)
     first = s3.get_object(Bucket=BUCKET, Key="transcripts/dup.wav.json")
     first_body = first["Body"].read()
     assert json.loads(first_body)["status"] == "completed"
@@ -178,8 +180,8 @@ def test_duplicate_event_does_no_work(runner: JobRunner, s3: Any, job_settings: 
     writes = CallCounter(s3, "PutObject")
     engine = StubEngine()
     # A fresh runner with a stand-in engine: any transcription would show up as a call.
-    stub_runner(job_settings, s3, engine).handle_record(record)
-    runner.handle_record(record)
+    stub_runner(job_settings, s3, engine).handle(record)
+    runner.handle(record)
 
     assert (downloads.count, writes.count, engine.calls) == (0, 0, 0)
     again = s3.get_object(Bucket=BUCKET, Key="transcripts/dup.wav.json")
@@ -190,24 +192,24 @@ def test_duplicate_event_does_no_work(runner: JobRunner, s3: Any, job_settings: 
 def test_new_upload_under_the_same_key_is_transcribed_again(runner: JobRunner, s3: Any) -> None:
     key = "uploads/same key.wav"
     old = put_upload(s3, BUCKET, key, clip("sr_english.wav").path.read_bytes())
-    runner.handle_record(old)
+    runner.handle(old)
     first = read_result(s3, BUCKET, "transcripts/same key.wav.json")
     assert isinstance(first, CompletedJob)
     assert normalise(first.text) in {"1 2 3", "one two three"}, first.text
 
     french = clip("stp-fr-02.wav")
     new = put_upload(s3, BUCKET, key, french.path.read_bytes())
-    assert new["s3"]["object"]["eTag"] != old["s3"]["object"]["eTag"]
-    runner.handle_record(new)
+    assert new.etag != old.etag
+    runner.handle(new)
     second = read_result(s3, BUCKET, "transcripts/same key.wav.json")
     assert isinstance(second, CompletedJob)
-    assert second.source.etag == new["s3"]["object"]["eTag"]
+    assert second.source.etag == new.etag
     assert second.language == "fr"
     assert wer(french.reference, second.text) < 0.5, second.text
 
     # The old upload's event arriving late changes nothing.
     writes = CallCounter(s3, "PutObject")
-    runner.handle_record(old)
+    runner.handle(old)
     assert writes.count == 0
     assert read_result(s3, BUCKET, "transcripts/same key.wav.json") == second
 
@@ -217,10 +219,10 @@ def test_same_bytes_with_another_language_is_a_new_job(job_settings: Settings, s
     runner = stub_runner(job_settings, s3, engine)
     body = clip("sr_english.wav").path.read_bytes()
     first = put_upload(s3, BUCKET, "uploads/lang.wav", body, language="en")
-    runner.handle_record(first)
+    runner.handle(first)
     second = put_upload(s3, BUCKET, "uploads/lang.wav", body, language="fr")
-    assert second["s3"]["object"]["eTag"] == first["s3"]["object"]["eTag"]  # same bytes, same ETag
-    runner.handle_record(second)
+    assert second.etag == first.etag  # same bytes, same ETag
+    runner.handle(second)
     doc = read_result(s3, BUCKET, "transcripts/lang.wav.json")
     assert isinstance(doc, CompletedJob)
     assert (engine.calls, doc.options.language, doc.language) == (2, "fr", "fr")
@@ -254,18 +256,18 @@ def test_permanent_failure_writes_failed_result_and_is_not_retried(
     record = put_upload(s3, BUCKET, key, body, language=language)
     gets = CallCounter(s3, "GetObject", key)
 
-    runner.handle_record(record)  # returns: a retry cannot help
+    runner.handle(record)  # returns: a retry cannot help
 
     doc = read_result(s3, BUCKET, "transcripts/bad input.wav.json")
     assert isinstance(doc, FailedJob)
     assert doc.error.type == error_type
     assert doc.error.message
     assert "service-tmp" not in doc.error.message  # no server paths leak into results
-    assert doc.source.etag == record["s3"]["object"]["eTag"]
+    assert doc.source.etag == record.etag
     assert (gets.count, engine.calls) == (downloads, 0)
     written = result_versions(s3, BUCKET, "transcripts/bad input.wav.json")
 
-    runner.handle_record(record)  # a redelivery of a failed upload does nothing
+    runner.handle(record)  # a redelivery of a failed upload does nothing
     assert gets.count == downloads
     assert result_versions(s3, BUCKET, "transcripts/bad input.wav.json") == written
     assert_clean(s3, tmp_audio_dir, {key: body})
@@ -280,7 +282,7 @@ def test_transient_s3_failure_on_download_raises_and_leaves_no_result(
     hits = slow_down(s3, "GetObject", lambda request: "/uploads/" in request.url)
 
     with pytest.raises(ClientError) as raised:
-        runner.handle_record(record)
+        runner.handle(record)
 
     assert raised.value.response["Error"]["Code"] == "SlowDown"
     assert len(hits) == 2  # botocore retried (s3_max_attempts=2) before giving up
@@ -289,7 +291,7 @@ def test_transient_s3_failure_on_download_raises_and_leaves_no_result(
     # Lambda's retry, once S3 recovers, completes the job: nothing was lost.
     s3.meta.events.unregister("before-send.s3.GetObject", unique_id="slow-GetObject")
     assert_clean(s3, tmp_audio_dir, {key: body})
-    runner.handle_record(record)
+    runner.handle(record)
     assert isinstance(read_result(s3, BUCKET, "transcripts/throttled.wav.json"), CompletedJob)
 
 
@@ -304,13 +306,13 @@ def test_transient_failure_on_the_final_write_raises_and_the_retry_completes(
     slow_down_call(s3, "PutObject", lambda params: b'"status":"completed"' in params["body"].getvalue())
 
     with pytest.raises(ClientError):
-        runner.handle_record(record)
+        runner.handle(record)
     doc = read_result(s3, BUCKET, "transcripts/late failure.wav.json")
     assert isinstance(doc, ProcessingJob)  # the claim, never a failed result that would stop the retry
     assert list(tmp_audio_dir.iterdir()) == []
 
     s3.meta.events.unregister("before-call.s3.PutObject", unique_id="slow-PutObject")
-    runner.handle_record(record)
+    runner.handle(record)
     assert isinstance(read_result(s3, BUCKET, "transcripts/late failure.wav.json"), CompletedJob)
     assert engine.calls == 2
     assert_clean(s3, tmp_audio_dir, {key: body})
@@ -322,7 +324,7 @@ def test_transient_service_error_raises_without_a_failed_result(
     runner = stub_runner(job_settings, s3, StubEngine(error=InsufficientStorage()))
     record = put_upload(s3, BUCKET, "uploads/disk full.wav", clip("sr_english.wav").path.read_bytes())
     with pytest.raises(InsufficientStorage):
-        runner.handle_record(record)
+        runner.handle(record)
     assert not isinstance(read_result(s3, BUCKET, "transcripts/disk full.wav.json"), FailedJob)
     assert list(tmp_audio_dir.iterdir()) == []
 
@@ -332,7 +334,7 @@ def test_progress_is_written_while_transcribing(job_settings: Settings, s3: Any)
     steps = (0.2, 0.4, 0.6, 0.8, 1.0)
     runner = stub_runner(job_settings, s3, StubEngine(steps=steps, delay_s=0.1))
     long = clip("long-fr-fleurs-000-004.webm")
-    runner.handle_record(put_upload(s3, BUCKET, "uploads/long.wav", long.path.read_bytes()))
+    runner.handle(put_upload(s3, BUCKET, "uploads/long.wav", long.path.read_bytes()))
 
     docs = result_versions(s3, BUCKET, "transcripts/long.wav.json")
     assert isinstance(docs[-1], CompletedJob)
@@ -356,22 +358,22 @@ def test_progress_interval_is_capped_at_30_seconds(make_settings) -> None:
 def test_stale_delivery_never_overwrites_a_newer_uploads_result(job_settings: Settings, s3: Any) -> None:
     key = "uploads/raced.wav"
     old = put_upload(s3, BUCKET, key, clip("sr_english.wav").path.read_bytes())
-    newer: dict = {}
+    newer: list[ObjectCreated] = []
 
     def replace_upload_mid_transcription(call: int, fraction: float) -> None:
         # While the first delivery transcribes, the user uploads again and that event is handled.
         if call == 1 and not newer:
-            newer.update(put_upload(s3, BUCKET, key, clip("stp-fr-14.wav").path.read_bytes()))
-            runner.handle_record(newer)
+            newer.append(put_upload(s3, BUCKET, key, clip("stp-fr-14.wav").path.read_bytes()))
+            runner.handle(newer[0])
 
     # The delay lets a heartbeat of the old delivery run after the new result is written.
     engine = StubEngine(hook=replace_upload_mid_transcription, delay_s=0.3)
     runner = stub_runner(job_settings, s3, engine)
-    runner.handle_record(old)
+    runner.handle(old)
 
     doc = read_result(s3, BUCKET, "transcripts/raced.wav.json")
     assert isinstance(doc, CompletedJob)
-    assert doc.source.etag == newer["s3"]["object"]["eTag"]
+    assert doc.source.etag == newer[0].etag
     assert doc.text == "stub transcript 2"
     # The old delivery stopped: no document for the old upload was written after the new one.
     versions = result_versions(s3, BUCKET, "transcripts/raced.wav.json")
@@ -398,7 +400,7 @@ def test_concurrent_duplicate_deliveries_leave_one_complete_result(make_settings
 
     def deliver() -> None:
         try:
-            runner.handle_record(record)
+            runner.handle(record)
         except BaseException as exc:
             errors.append(exc)
 
@@ -412,10 +414,18 @@ def test_concurrent_duplicate_deliveries_leave_one_complete_result(make_settings
     assert engine.calls == 2
     docs = result_versions(s3, BUCKET, "transcripts/twice.wav.json")  # each one parses as a whole
     assert isinstance(docs[-1], CompletedJob)
-    assert docs[-1].source.etag == record["s3"]["object"]["eTag"]
+    assert docs[-1].source.etag == record.etag
     first_done = next(i for i, d in enumerate(docs) if isinstance(d, CompletedJob))
     # Once a result is complete, no delivery writes progress or another result over it.
     assert first_done == len(docs) - 1, [d.status for d in docs]
+
+
+def _no_http(event: Any, context: Any) -> None:
+    raise AssertionError("no HTTP event was sent")
+
+
+def _no_chunks() -> Any:
+    raise AssertionError("no chunk message was sent")
 
 
 @pytest.mark.parametrize(
@@ -434,14 +444,17 @@ def test_records_the_runner_must_not_act_on_are_ignored(
     head = s3.head_object(Bucket=BUCKET, Key=key)
     writes = CallCounter(s3, "PutObject")
     reads = CallCounter(s3, "HeadObject")
-    runner.handle_record(s3_record(BUCKET, key, head["ETag"], 0, event_name))
+    dispatch = Dispatcher(http=_no_http, runner=lambda: runner, chunk_worker=_no_chunks)
+    assert dispatch({"Records": [s3_record(BUCKET, key, head["ETag"], 0, event_name)]}, None) == {
+        "records": 1
+    }
     assert (writes.count, reads.count) == (0, 0)
 
 
 def test_a_deleted_upload_is_skipped(runner: JobRunner, s3: Any) -> None:
     record = put_upload(s3, BUCKET, "uploads/gone.wav", b"whatever")
     s3.delete_object(Bucket=BUCKET, Key="uploads/gone.wav")
-    runner.handle_record(record)
+    runner.handle(record)
     assert keys(s3, BUCKET, "transcripts/") == []
 
 
@@ -470,9 +483,9 @@ def test_s3_records_unwraps_direct_sqs_and_sns_events_and_skips_test_events() ->
             }
         ]
     }
-    assert list(s3_records(direct)) == [record]
-    assert list(s3_records(sqs)) == [record]
-    assert list(s3_records(sns_in_sqs)) == [record]
+    assert [r.raw for r in s3_records(direct)] == [record]
+    assert [r.raw for r in s3_records(sqs)] == [record]
+    assert [r.raw for r in s3_records(sns_in_sqs)] == [record]
     assert list(s3_records(test_event)) == []
     parsed = parse_record(record)
     assert parsed is not None

@@ -20,9 +20,9 @@ from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
 from chatserver.jobs.documents import CompletedJob
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.service import TranscriptionService
-from s3_testing import fake_aws_env, keys, read_result, s3_record
+from s3_testing import fake_aws_env, keys, read_result
 from servers import free_port
 from speech import clip, normalise
 
@@ -139,8 +139,8 @@ def test_job_round_trip_from_create_to_completed(
     head = s3.head_object(Bucket=BUCKET, Key=job["upload_key"])
     assert head["Metadata"] == {"language": "en"}
 
-    JobRunner(service, api_settings, s3).handle_record(
-        s3_record(BUCKET, job["upload_key"], head["ETag"], head["ContentLength"])
+    JobRunner(service, api_settings, s3).handle(
+        ObjectCreated(BUCKET, job["upload_key"], head["ETag"].strip('"'), head["ContentLength"])
     )
 
     status = api.get(job["status_url"])

@@ -21,7 +21,12 @@ from starlette.routing import Route
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infra"))
 
-from lambda_local import load_event, s3_put_event, sqs_event  # noqa: E402
+from emulation.events import load_event, s3_put_event, sqs_event  # noqa: E402
+
+from chatserver.aws_lambda.dispatch import Dispatcher, UnsupportedEvent  # noqa: E402
+from chatserver.aws_lambda.events import event_kind  # noqa: E402
+from chatserver.aws_lambda.gateways import CUSTOM_HANDLERS  # noqa: E402
+from chatserver.jobs.s3 import ObjectCreated  # noqa: E402
 
 CONTEXT = SimpleNamespace(
     aws_request_id="req-1234", function_name="chatserver", get_remaining_time_in_millis=lambda: 60_000
@@ -55,12 +60,14 @@ def function_url_event(method: str, path: str) -> dict[str, Any]:
 
 
 class FakeRunner:
+    """Stands in for the job runner (tests/test_jobs.py runs the real one): records what it got."""
+
     def __init__(self, failing_keys: set[str]) -> None:
         self.failing_keys = failing_keys
         self.handled: list[str] = []
 
-    def handle_record(self, record: dict[str, Any]) -> None:
-        key = record["s3"]["object"]["key"]
+    def handle(self, upload: ObjectCreated) -> None:
+        key = upload.key
         if key in self.failing_keys:
             raise ConnectionError(f"S3 is unreachable for {key}")
         self.handled.append(key)
@@ -81,8 +88,8 @@ class FakeRunner:
         ([1, 2, 3], "unknown"),
     ],
 )
-def test_event_kinds(lambda_handler: ModuleType, event: Any, kind: str) -> None:
-    assert lambda_handler.event_kind(event).value == kind
+def test_event_kinds(event: Any, kind: str) -> None:
+    assert event_kind(event).value == kind
 
 
 def test_function_url_event_reaches_the_app(lambda_handler: ModuleType) -> None:
@@ -143,7 +150,7 @@ def _echo_app() -> Starlette:
     ],
 )
 def test_stage_and_base_path_are_routed_and_kept_in_urls(
-    lambda_handler: ModuleType, event_name: str, raw_path: str, stage: str, base_path: str, url: str
+    event_name: str, raw_path: str, stage: str, base_path: str, url: str
 ) -> None:
     event = load_event(event_name) | {"body": None, "isBase64Encoded": False}
     context = event["requestContext"]
@@ -159,33 +166,37 @@ def test_stage_and_base_path_are_routed_and_kept_in_urls(
         _echo_app(),
         lifespan="off",
         api_gateway_base_path=base_path,
-        custom_handlers=lambda_handler.CUSTOM_HANDLERS,
+        custom_handlers=CUSTOM_HANDLERS,
     )
     result = adapter(event, CONTEXT)
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["url"] == url
 
 
-def test_s3_event_failure_raises_for_a_lambda_retry(
-    lambda_handler: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def dispatcher(runner: FakeRunner, worker: "FakeChunkWorker | None" = None) -> Dispatcher:
+    """The handler built from stand-ins: no model, no S3, no HTTP app."""
+
+    def no_http(event: Any, context: Any) -> Any:
+        raise AssertionError("no HTTP event was sent")
+
+    return Dispatcher(no_http, lambda: runner, lambda: worker or FakeChunkWorker(failing_index=-1))
+
+
+def test_s3_event_failure_raises_for_a_lambda_retry(caplog: pytest.LogCaptureFixture) -> None:
     runner = FakeRunner({"uploads/broken.webm"})
-    monkeypatch.setattr(lambda_handler, "job_runner", lambda: runner)
+    handler = dispatcher(runner)
     event = s3_put_event("bucket", "uploads/broken.webm", 10)
     with pytest.raises(ConnectionError), caplog.at_level(logging.ERROR):
-        lambda_handler.handler(event, CONTEXT)
+        handler(event, CONTEXT)
     assert any("uploads/broken.webm" in record.getMessage() for record in caplog.records)
     # The key is decoded for the log (S3 sends '+' for spaces) and a good record goes through.
     ok = s3_put_event("bucket", "uploads/voice+note.webm", 10)
-    assert lambda_handler.handler(ok, CONTEXT) == {"records": 1}
-    assert runner.handled == ["uploads/voice+note.webm"]
+    assert handler(ok, CONTEXT) == {"records": 1}
+    assert runner.handled == ["uploads/voice note.webm"]
 
 
-def test_sqs_batch_reports_only_the_failed_messages(
-    lambda_handler: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sqs_batch_reports_only_the_failed_messages() -> None:
     runner = FakeRunner({"uploads/down.webm"})
-    monkeypatch.setattr(lambda_handler, "job_runner", lambda: runner)
     good = s3_put_event("bucket", "uploads/a.webm", 10)
     bad = s3_put_event("bucket", "uploads/down.webm", 10)
     through_sns = {
@@ -201,16 +212,16 @@ def test_sqs_batch_reports_only_the_failed_messages(
             "m4": json.dumps(test_event),
         }
     )
-    assert lambda_handler.handler(event, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert dispatcher(runner)(event, CONTEXT) == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
     assert runner.handled == ["uploads/a.webm", "uploads/b.webm"]
 
 
 def test_unknown_event_is_refused_with_a_log_line(
     lambda_handler: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(lambda_handler.UnsupportedEvent, match="hello"), caplog.at_level(logging.ERROR):
+    with pytest.raises(UnsupportedEvent, match="hello"), caplog.at_level(logging.ERROR):
         lambda_handler.handler({"hello": "world", "secret": "not logged"}, CONTEXT)
-    (record,) = [r for r in caplog.records if r.name == "chatserver.aws_lambda.handler"]
+    (record,) = [r for r in caplog.records if r.name == "chatserver.aws_lambda.dispatch"]
     assert "unknown shape" in record.getMessage()
     assert "not logged" not in record.getMessage()  # keys only, never values
     # The next event is served as usual.
@@ -252,13 +263,9 @@ def _chunk_body(index: int) -> str:
     ).model_dump_json()
 
 
-def test_chunk_messages_go_to_the_chunk_worker_with_their_delivery_count(
-    lambda_handler: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chunk_messages_go_to_the_chunk_worker_with_their_delivery_count() -> None:
     runner = FakeRunner(set())
     worker = FakeChunkWorker(failing_index=1)
-    monkeypatch.setattr(lambda_handler, "job_runner", lambda: runner)
-    monkeypatch.setattr(lambda_handler, "chunk_worker", lambda: worker)
     event = sqs_event(
         {
             "c0": _chunk_body(0),
@@ -267,7 +274,7 @@ def test_chunk_messages_go_to_the_chunk_worker_with_their_delivery_count(
         }
     )
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
-    answer = lambda_handler.handler(event, CONTEXT)
+    answer = dispatcher(runner, worker)(event, CONTEXT)
     assert answer == {"batchItemFailures": [{"itemIdentifier": "c1"}]}
     assert worker.handled == [(0, 3)]
     assert runner.handled == ["uploads/short.webm"]

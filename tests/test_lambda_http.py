@@ -1,4 +1,4 @@
-"""The Lambda path over HTTP (infra/lambda_http.py): real HTTP in, API Gateway REST events
+"""The Lambda path over HTTP (infra/emulation/gateway.py): real HTTP in, API Gateway REST events
 through the real Runtime Interface Emulator, the proxy response written back.
 
 One server (one execution environment) serves the module; the model loads once, at init.
@@ -22,13 +22,12 @@ from speech import clip, wer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infra"))
 
-import lambda_http  # noqa: E402  (infra/ is not a package: the script is imported by path)
-import lambda_local  # noqa: E402
+from emulation import events, gateway, runtimes  # noqa: E402
 
 JFK = clip("jfk.flac")
 
 try:
-    lambda_local.find_rie()
+    runtimes.find_rie()
 except FileNotFoundError as missing:
     if os.environ.get("CI"):
         raise  # CI installs aws-sam-cli (.venv-sam): a missing emulator is a broken install there
@@ -41,7 +40,7 @@ FUNCTION_ENV = {"CHATSERVER_BEAM_SIZE": "1", "CHATSERVER_LOG_JSON": "true"}
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("lambda-http") / "rie.log"
-    with lambda_http.lambda_http_server(stage="Prod", env=FUNCTION_ENV, log=log, timeout_s=120) as url:
+    with gateway.lambda_http_server(stage="Prod", env=FUNCTION_ENV, log=log, timeout_s=120) as url:
         yield url
 
 
@@ -121,8 +120,8 @@ def test_the_pages_upload_limit_is_the_largest_body_that_reaches_the_function(ap
 
 
 def test_events_have_the_shape_of_api_gateways_sample() -> None:
-    sample = lambda_local.load_event("api-v1.json")
-    event = lambda_http.rest_event(
+    sample = events.load_event("api-v1.json")
+    event = gateway.rest_event(
         method="POST",
         target="/Prod/jobs/a%20b?x=1&x=2&y=",
         headers=[
@@ -145,7 +144,7 @@ def test_events_have_the_shape_of_api_gateways_sample() -> None:
     assert event["queryStringParameters"] == {"x": "2", "y": ""}
     assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": [""]}
     assert event["isBase64Encoded"] is True
-    text = lambda_http.rest_event(
+    text = gateway.rest_event(
         method="POST",
         target="/Prod/x",
         headers=[("Content-Type", "application/json")],
@@ -154,11 +153,11 @@ def test_events_have_the_shape_of_api_gateways_sample() -> None:
     )
     assert text is not None
     assert (text["body"], text["isBase64Encoded"]) == ('{"a": 1}', False)
-    assert lambda_http.rest_event(method="GET", target="/Prodx", headers=[], body=b"", stage="Prod") is None
+    assert gateway.rest_event(method="GET", target="/Prodx", headers=[], body=b"", stage="Prod") is None
 
 
 def test_proxy_responses_merge_headers_as_api_gateway_does() -> None:
-    status, headers, body = lambda_http.response_parts(
+    status, headers, body = gateway.response_parts(
         {
             "statusCode": 201,
             "headers": {"content-type": "text/plain", "X-One": "from headers"},
@@ -176,7 +175,7 @@ def test_proxy_responses_merge_headers_as_api_gateway_does() -> None:
         ("x-one", "b"),
     ]
     with pytest.raises(ValueError, match="not a proxy response"):
-        lambda_http.response_parts({"errorMessage": "Task timed out", "errorType": "TimeoutError"})
+        gateway.response_parts({"errorMessage": "Task timed out", "errorType": "TimeoutError"})
 
 
 def test_binary_media_types_are_the_templates() -> None:
@@ -184,11 +183,11 @@ def test_binary_media_types_are_the_templates() -> None:
     assert not errors, errors
     (api,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Api")
     listed = {media_type.replace("~1", "/") for media_type in api["Properties"]["BinaryMediaTypes"]}
-    assert listed == set(lambda_http.BINARY_MEDIA_TYPES)
+    assert listed == set(gateway.BINARY_MEDIA_TYPES)
 
 
 def test_lambda_local_http_mode_serves_until_stopped(tmp_path: Path) -> None:
-    port = lambda_local.free_port()
+    port = runtimes.free_port()
     log = tmp_path / "lambda_local.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -212,7 +211,7 @@ def test_lambda_local_http_mode_serves_until_stopped(tmp_path: Path) -> None:
         assert response.json()["ready"] is True
         assert "GET /dev/health -> 200" in log.read_text()
     finally:
-        lambda_local.stop_process_group(process)
+        runtimes.stop_process_group(process)
     # Stopped by its process group: the emulator and the runtime it started are gone too.
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass

@@ -2,7 +2,7 @@
 
 One emulator serves the whole module, as one execution environment serves many events: the
 model loads once at init, and every test after the first runs warm. S3 is a moto server on
-127.0.0.1. The emulator comes from the aws-sam-cli wheel (infra/lambda_local.py finds it).
+127.0.0.1. The emulator comes from the aws-sam-cli wheel (infra/emulation/runtimes.py finds it).
 """
 
 import contextlib
@@ -29,8 +29,9 @@ from speech import clip, normalise, wer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infra"))
 
-import lambda_local  # noqa: E402  (infra/ is not a package: the script is imported by path)
-from lambda_local import Emulator, http_response_body, load_event, s3_put_event, sqs_event, with_audio  # noqa: E402
+from emulation import runtimes  # noqa: E402
+from emulation.emulator import Emulator  # noqa: E402
+from emulation.events import http_response_body, load_event, s3_put_event, sqs_event, with_audio  # noqa: E402
 
 BUCKET = "chatserver-rie-test"
 REGION = "eu-west-1"
@@ -40,7 +41,7 @@ ONE_TWO_THREE = clip("sr_english.wav")
 ONE_TWO_THREE_TEXTS = {"one two three", "1 2 3"}
 
 try:
-    lambda_local.find_rie()
+    runtimes.find_rie()
 except FileNotFoundError as missing:
     if os.environ.get("CI"):
         raise  # CI installs aws-sam-cli (.venv-sam): a missing emulator is a broken install there
@@ -55,7 +56,7 @@ class Lambda:
 
 @pytest.fixture(scope="module")
 def fn(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Lambda]:
-    moto_port = lambda_local.free_port()
+    moto_port = runtimes.free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{moto_port}"
@@ -309,7 +310,7 @@ def _all_gone(processes: list[psutil.Process], timeout_s: float = 20) -> list[ps
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "parent exits"])
 def test_script_stops_its_emulator_and_runtime(how: str, tmp_path: Path) -> None:
-    port = lambda_local.free_port()
+    port = runtimes.free_port()
     command = [*_SCRIPT, "--port", str(port), "--timeout", "60"]
     log = (tmp_path / "script.log").open("wb")
     if how == "parent exits":
@@ -358,7 +359,7 @@ def test_script_stops_its_emulator_and_runtime(how: str, tmp_path: Path) -> None
 
 def test_image_python_is_the_images_version_with_the_runtime_pins() -> None:
     try:
-        python = lambda_local.runtime_python("image")
+        python = runtimes.runtime_python("image")
     except FileNotFoundError as missing:
         if os.environ.get("CI"):
             raise

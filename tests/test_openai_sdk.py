@@ -1,5 +1,5 @@
 """The real ``openai`` SDK, unchanged, against /v1 on (a) uvicorn and (b) the Lambda handler
-behind the local API Gateway (infra/lambda_http.py, REST events under the real RIE).
+behind the local API Gateway (infra/emulation/gateway.py, REST events under the real RIE).
 
 One server of each kind for the module, with API keys on; short clips, so that the whole
 module costs a couple of minutes of model time.
@@ -22,7 +22,7 @@ from speech import clip, normalise
 
 sys.path.insert(0, str(REPO / "infra"))
 
-from lambda_http import lambda_http_server
+from emulation.gateway import lambda_http_server
 
 JFK = clip("jfk.flac")
 FRENCH = clip("fleurs-fr-000.ogg")

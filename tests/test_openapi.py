@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import make_s3_client
 from s3_testing import fake_aws_env
 
 CHECKS = [

@@ -1,6 +1,6 @@
 """The voice-note page in real headless Chromium (Debian's package, driven by Playwright).
 
-Real: uvicorn and the Lambda path (infra/lambda_http.py: API Gateway events through the
+Real: uvicorn and the Lambda path (infra/emulation/gateway.py: API Gateway events through the
 Runtime Interface Emulator) on 127.0.0.1, the model on recordings of ../shared/audio, the
 browser's MediaRecorder fed by Chromium's fake microphone from a WAV of jfk.flac, S3 as a
 moto server the browser posts the presigned form to (bucket CORS as in template.yaml).
@@ -28,8 +28,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Reque
 from browser import axe_violations, chromium
 from chatserver.core.settings import Settings
 from chatserver.jobs.runner import JobRunner
+from chatserver.jobs.s3 import ObjectCreated
 from chatserver.speech.service import TranscriptionService
-from s3_testing import s3_record
 from servers import REPO, Server, free_port, uvicorn_server
 from speech import clip, normalise, wer
 
@@ -228,10 +228,10 @@ def test_recording_shows_the_words(mic_browser: Browser, plain: Server) -> None:
 def test_recording_through_the_lambda_path_under_a_stage(
     mic_browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    import lambda_http  # infra/ is on sys.path through servers.py
+    from emulation import gateway  # infra/ is on sys.path through servers.py
 
     log = tmp_path_factory.mktemp("page-lambda") / "rie.log"
-    with lambda_http.lambda_http_server(stage="Prod", env=BASE_ENV, log=log, timeout_s=120) as api:
+    with gateway.lambda_http_server(stage="Prod", env=BASE_ENV, log=log, timeout_s=120) as api:
         # Without its slash the stage's page would resolve its relative URLs outside the stage.
         bare = httpx.get(api, timeout=120)
         assert (bare.status_code, bare.headers["location"]) == (308, "Prod/"), bare.text
@@ -440,7 +440,7 @@ def _play_s3_notifications(s3: Any, settings: Settings, stop: threading.Event, j
             if obj["Key"] not in seen:
                 seen.add(obj["Key"])
                 try:
-                    runner.handle_record(s3_record(BUCKET, obj["Key"], obj["ETag"], obj["Size"]))
+                    runner.handle(ObjectCreated(BUCKET, obj["Key"], obj["ETag"].strip('"'), obj["Size"]))
                 except Exception as error:  # kept for the test to report, with its traceback
                     logging.getLogger(__name__).exception("the job runner failed on %s", obj["Key"])
                     jobs.failures.append(error)

@@ -7,6 +7,7 @@ wrapping each message in the event shape Lambda passes to the handler.
 """
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,13 +16,13 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import EndpointConnectionError
 from moto.server import ThreadedMotoServer
 
+from chatserver.aws_lambda.dispatch import Dispatcher
 from chatserver.core.settings import Settings
 from chatserver.jobs.documents import CompletedJob
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import make_s3_client
 from chatserver.speech.service import TranscriptionService
 from s3_testing import REGION, fake_aws_env, keys, read_result
 from servers import free_port
@@ -95,6 +96,15 @@ def lambda_event(messages: list[dict]) -> dict:
     }
 
 
+def lambda_handler(runner: JobRunner) -> Dispatcher:
+    """The function's handler as the queue's event source mapping invokes it, with this runner."""
+
+    def unused(*_: Any) -> Any:
+        raise AssertionError("only S3 notifications in SQS messages are sent here")
+
+    return Dispatcher(unused, lambda: runner, unused)
+
+
 def count_calls(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> list[int]:
     calls = [0]
     original = getattr(target, name)
@@ -114,13 +124,16 @@ def test_dropped_file_comes_back_as_json_through_s3_and_sqs(
     service: TranscriptionService,
     make_settings,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     s3 = make_s3_client(e2e_settings)
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
     # Configuring the notification queued an s3:TestEvent; a real deployment sees one too.
     setup_messages = receive(sqs, queue_url, wait_s=2)
     assert [json.loads(m["Body"]).get("Event") for m in setup_messages] == ["s3:TestEvent"]
-    JobRunner(service, e2e_settings, s3).handle_event(lambda_event(setup_messages))
+    assert lambda_handler(JobRunner(service, e2e_settings, s3))(lambda_event(setup_messages), None) == {
+        "batchItemFailures": []
+    }
     for message in setup_messages:
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
@@ -140,23 +153,29 @@ def test_dropped_file_comes_back_as_json_through_s3_and_sqs(
     assert "ObjectCreated:CompleteMultipartUpload" in {r["eventName"] for r in records}
 
     # First delivery: S3 unreachable (a closed loopback port, refused for real). The runner
-    # raises, so Lambda would leave the message on the queue; nothing is written.
+    # raises, so the handler reports every message as failed and SQS keeps them; nothing is written.
     unreachable = make_settings(
         bucket=BUCKET,
         s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
         s3_max_attempts=1,
         s3_connect_timeout_s=1,
     )
-    with pytest.raises(EndpointConnectionError):
-        JobRunner(service, unreachable).handle_event(lambda_event(messages))
+    with caplog.at_level(logging.ERROR):
+        failed = lambda_handler(JobRunner(service, unreachable))(lambda_event(messages), None)
+    assert sorted(f["itemIdentifier"] for f in failed["batchItemFailures"]) == sorted(
+        m["MessageId"] for m in messages
+    )
+    assert any("EndpointConnectionError" in (r.exc_text or "") for r in caplog.records)
     assert keys(s3, BUCKET, "transcripts/") == []
 
     # SQS hands the same message out again once its visibility timeout ends.
     time.sleep(1.1)
     redelivered = receive(sqs, queue_url)
     assert sorted(m["MessageId"] for m in redelivered) == sorted(m["MessageId"] for m in messages)
-    transcriptions = count_calls(monkeypatch, service, "transcribe")
-    JobRunner(service, e2e_settings).handle_event(lambda_event(redelivered))
+    transcriptions = count_calls(monkeypatch, service, "transcribe_samples")
+    assert lambda_handler(JobRunner(service, e2e_settings))(lambda_event(redelivered), None) == {
+        "batchItemFailures": []
+    }
     for message in redelivered:
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     assert transcriptions == [1]  # the duplicate record did no work

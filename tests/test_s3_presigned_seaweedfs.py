@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.store import make_s3_client
+from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.service import TranscriptionService
-from s3_testing import REGION, fake_aws_env, s3_record
+from s3_testing import REGION, fake_aws_env
 from servers import free_port, stop_process_group
 from speech import clip, normalise
 
@@ -198,8 +198,8 @@ def test_upload_within_the_policy_succeeds_and_the_job_completes(weed_settings, 
     assert s3.get_object(Bucket=BUCKET, Key=job["upload_key"])["Body"].read() == audio
 
     # The runner on a second, real S3 implementation: conditional writes included.
-    JobRunner(service, settings, s3).handle_record(
-        s3_record(BUCKET, job["upload_key"], head["ETag"], head["ContentLength"])
+    JobRunner(service, settings, s3).handle(
+        ObjectCreated(BUCKET, job["upload_key"], head["ETag"].strip('"'), head["ContentLength"])
     )
     with TestClient(create_app(settings, service)) as api:
         status = api.get(f"/jobs/{job['job_id']}").json()

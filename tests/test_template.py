@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 sys.path.insert(0, str(REPO / "infra"))
 
-from lambda_local import find_sam  # noqa: E402
+from emulation.runtimes import find_sam  # noqa: E402
 
 
 def dockerfile_build_args() -> dict[str, str]:
@@ -101,7 +101,7 @@ def test_api_sends_every_path_and_method_to_the_app_with_binary_media_types() ->
     events = the_function(template)["Properties"]["Events"].values()
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events if e["Type"] == "Api"}
     # The app is the one router: its own 404 and 405, and CORS preflights (OPTIONS) answered
-    # with the configured origins. infra/lambda_http.py proxies every path the same way.
+    # with the configured origins. infra/emulation/gateway.py proxies every path the same way.
     assert routes == {("any", "/"), ("any", "/{proxy+}")}
     (api,) = resources(template, "AWS::Serverless::Api").values()
     # REST APIs pass a multipart body to Lambda base64-encoded only for listed media types.

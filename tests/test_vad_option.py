@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from chatserver.api.options import request_options
-from chatserver.jobs.chunks import write_flac
-from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
+from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
 from speech import clip, normalise
 
 JFK = clip("jfk.flac")

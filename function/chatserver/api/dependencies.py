@@ -6,7 +6,8 @@ from fastapi import Depends, Request
 
 from ..core.errors import RepeatedField, S3NotConfigured
 from ..core.settings import Settings
-from ..jobs.store import JobStore, make_s3_client
+from ..jobs.s3 import make_s3_client
+from ..jobs.store import JobStore
 from ..speech.service import TranscriptionService
 from .slots import Slots
 

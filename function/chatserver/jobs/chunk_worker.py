@@ -9,7 +9,7 @@ Delivery is at least once, and chunks of one job run on different machines at on
   PutObject returned last lists after every other part's PutObject returned, so it sees all of
   them and merges; a merge is never missed. Workers that finish together may both see all parts
   and both merge: the result write follows the single-pass runner's conditional-write rules
-  (jobs._Job), so the second finds the first's completed result and drops its own: one result.
+  (record.py), so the second finds the first's completed result and drops its own: one result.
 - Before transcribing and again before writing, the worker checks that the upload is still the
   version it was cut from; a replaced upload's chunks stop and delete their own work objects.
 - A chunk that fails for good makes the job ``failed`` with the chunk's time range; a transient
@@ -21,15 +21,14 @@ Delivery is at least once, and chunks of one job run on different machines at on
 import logging
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from ..core.errors import ChatServerError
 from ..speech.audio import save_stream, temporary_audio_path
-from ..speech.transcript import Transcript
-from .documents import FailedJob, JobError, ProcessingJob, StuckChunk, TerminalResult
-from .fanout import ChunkMessage, ChunkPlan, PartResult, delete_work, part_key, plan_key
-from .runner import JobRunner, _Job
-from .store import is_conflict, is_missing
+from .documents import JobError, ProcessingJob, StuckChunk
+from .fanout import ChunkMessage, ChunkPlan, delete_work, part_key, plan_key
+from .parts import PartResult, merge
+from .record import JobRecord
+from .runner import JobRunner
+from .s3 import get_object, head_object, put_object_if
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +52,22 @@ class ChunkWorker:
 class _Chunk:
     """One delivery of one chunk message.
 
-    The job's document is written through ``jobs._Job`` (resumed from the message), so a
+    The job's document is written through a ``JobRecord`` resumed from the message, so a
     fanned-out job follows exactly the single-pass runner's conditional-write rules, not a copy.
     """
 
     def __init__(self, runner: JobRunner, message: ChunkMessage) -> None:
-        self.runner = runner
+        self.context = runner.context
         self.s3 = runner.s3
-        self.settings = runner.settings
+        self.settings = runner.context.settings
         self.message = message
-        self.job = _Job.resume(
-            runner, message.source, message.options, message.created_at, message.started_at, message.count
+        self.job = JobRecord.resume(
+            runner.context,
+            message.source,
+            message.options,
+            message.created_at,
+            message.started_at,
+            message.count,
         )
         self.job.where = f"{self.job.where} {message.span}"
         self.where = self.job.where
@@ -81,19 +85,18 @@ class _Chunk:
 
     # --- one chunk ---------------------------------------------------------------------------
     def _check_current(self) -> None:
-        if not self.job._source_is_current():
+        if not self.job.source_is_current():
             # Nothing of this version can finish any more: its work objects go now, not in days.
             removed = delete_work(self.s3, self.settings, self.message.bucket, self.message.work)
             raise _Gone(
                 f"the upload was replaced or deleted; {removed} work objects of its old version removed"
             )
-        stored = self.runner.results.read(self.message.bucket, self.job.result_key)
-        if isinstance(stored.doc, TerminalResult) and self.job._same_upload(stored.doc):
-            raise _Gone(f"the job is already {stored.doc.status}")
+        if self.job.is_finished(stored := self.job.read()):
+            raise _Gone(f"the job is already {stored.status}")
 
     def _transcribe_chunk(self, receive_count: int) -> None:
         message = self.message
-        service = self.runner.service
+        service = self.context.service
         try:
             with temporary_audio_path(self.settings.tmp_dir) as path:
                 self._download(path)
@@ -113,14 +116,7 @@ class _Chunk:
         except Exception as exc:
             self._mark_stuck_on_last_delivery(receive_count, exc)
             raise
-        part = PartResult(
-            index=message.index,
-            start=message.start,
-            end=message.end,
-            language=transcript.language,
-            text=transcript.text,
-            segments=[segment.shifted(message.start) for segment in transcript.segments],
-        )
+        part = PartResult.of_chunk(message.index, message.start, message.end, transcript)
         # Old chunks stop writing: a part of a replaced upload would only be garbage.
         self._check_current()
         if self._put_once(message.part_key, part.model_dump_json().encode()):
@@ -129,12 +125,9 @@ class _Chunk:
             logger.info("%s: another delivery wrote this part first; ours dropped", self.where)
 
     def _download(self, path: Path) -> None:
-        try:
-            response = self.s3.get_object(Bucket=self.message.bucket, Key=self.message.chunk_key)
-        except ClientError as exc:
-            if is_missing(exc):
-                raise _Gone("the chunk's audio is gone: the job finished or was replaced") from exc
-            raise
+        response = get_object(self.s3, self.message.bucket, self.message.chunk_key)
+        if response is None:
+            raise _Gone("the chunk's audio is gone: the job finished or was replaced")
         body = response["Body"]
         try:
             save_stream(body, path)
@@ -142,28 +135,13 @@ class _Chunk:
             body.close()
 
     def _put_once(self, key: str, body: bytes) -> bool:
-        try:
-            self.s3.put_object(
-                Bucket=self.message.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if is_conflict(exc):
-                return False
-            raise
-        return True
+        etag = put_object_if(
+            self.s3, self.message.bucket, key, body, replaces=None, ContentType="application/json"
+        )
+        return etag is not None
 
     def _exists(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.message.bucket, Key=key)
-        except ClientError as exc:
-            if is_missing(exc):
-                return False
-            raise
-        return True
+        return head_object(self.s3, self.message.bucket, key) is not None
 
     # --- the job -----------------------------------------------------------------------------
     def _after_part(self) -> None:
@@ -179,21 +157,18 @@ class _Chunk:
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
     def _read_json(self, key: str) -> bytes:
-        try:
-            return self.s3.get_object(Bucket=self.message.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                raise _Gone(f"{key} is gone: another worker merged or the upload was replaced") from exc
-            raise
+        response = get_object(self.s3, self.message.bucket, key)
+        if response is None:
+            raise _Gone(f"{key} is gone: another worker merged or the upload was replaced")
+        return response["Body"].read()
 
     def _stored_processing(self) -> ProcessingJob | None:
-        stored = self.runner.results.read(self.message.bucket, self.job.result_key)
-        if not isinstance(stored.doc, ProcessingJob) or not self.job._same_upload(stored.doc):
+        stored = self.job.read()
+        if not isinstance(stored, ProcessingJob) or not self.job.same_upload(stored):
             return None
-        self.job.seen = stored.etag
-        self.job.progress = stored.doc.progress
-        self.job.stuck = stored.doc.stuck
-        return stored.doc
+        self.job.progress = stored.progress
+        self.job.stuck = stored.stuck
+        return stored
 
     def _write_progress(self, parts: list[str]) -> None:
         plan = ChunkPlan.model_validate_json(self._read_json(plan_key(self.message.work)))
@@ -204,26 +179,18 @@ class _Chunk:
         if current is None or current.progress >= fraction:
             return  # finished, replaced, or another worker wrote as much already
         self.job.progress = fraction
-        self.job._write(self.job._processing())
+        self.job.write(self.job.processing())
         logger.info(
             "%s: job progress %.0f%% (%d/%d parts)", self.where, 100 * fraction, len(parts), len(plan.chunks)
         )
 
     def _merge(self, parts: list[str]) -> None:
-        stored = self.runner.results.read(self.message.bucket, self.job.result_key)
-        self.job.seen = stored.etag
-        if isinstance(stored.doc, TerminalResult) and self.job._same_upload(stored.doc):
-            logger.info("%s: the job is already %s; no merge", self.where, stored.doc.status)
+        if self.job.is_finished(stored := self.job.read()):
+            logger.info("%s: the job is already %s; no merge", self.where, stored.status)
             return
-        results = sorted(
-            (PartResult.model_validate_json(self._read_json(key)) for key in parts), key=lambda p: p.index
-        )
-        # In chunk order, each chunk's in its own order: on the recording's timeline already. The
-        # text as one pass would give it (a space between chunks was wrong in Chinese or Japanese).
-        transcript = Transcript.of_segments(
-            [segment for p in results for segment in p.segments], self.message.language, self.message.duration
-        )
-        if self.job._finish(self.job._completed(transcript)):
+        results = [PartResult.model_validate_json(self._read_json(key)) for key in parts]
+        transcript = merge(results, self.message.language, self.message.duration)
+        if self.job.finish(self.job.completed(transcript)):
             logger.info(
                 "%s: merged %d parts into the result",
                 self.where,
@@ -234,14 +201,9 @@ class _Chunk:
             logger.info("%s: %d work objects removed", self.where, removed)
 
     def _fail(self, exc: ChatServerError) -> None:
-        stored = self.runner.results.read(self.message.bucket, self.job.result_key)
-        self.job.seen = stored.etag
-        failed = FailedJob(
-            **self.job._run_fields(),
-            **self.job._finished_fields(),
-            error=JobError(type=exc.error_type, message=f"{self.message.span}: {exc.message}"),
-        )
-        if self.job._finish(failed):
+        self.job.read()
+        failed = self.job.failed(JobError(type=exc.error_type, message=f"{self.message.span}: {exc.message}"))
+        if self.job.finish(failed):
             delete_work(self.s3, self.settings, self.message.bucket, self.message.work)
 
     def _mark_stuck_on_last_delivery(self, receive_count: int, exc: Exception) -> None:
@@ -256,7 +218,7 @@ class _Chunk:
                 *current.stuck,
                 StuckChunk(index=message.index, start=message.start, end=message.end, error=str(exc)[:300]),
             ]
-            self.job._write(self.job._processing())
+            self.job.write(self.job.processing())
             logger.error(
                 "%s: delivery %d of %d failed; the chunk goes to the dead-letter queue and the job says so",
                 self.where,

@@ -1,4 +1,4 @@
-"""Cutting a long recording into chunks at silences, and writing each chunk losslessly.
+"""Cutting a long recording into chunks at silences (each is written as FLAC, ``audio.write_flac``).
 
 The cut is a cheap energy search rather than a VAD model: within the last ``search_s`` seconds
 before a chunk's maximum length, the quietest 0.3 s (mean power) is where the chunk ends. On
@@ -7,13 +7,10 @@ in a pause, not inside a word; the runner logs each cut's level against the spee
 recording without pauses shows in the logs.
 """
 
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import DecoderCrashed, DecodeTimeout
 from ..speech.audio import SAMPLE_RATE
 from ..speech.segmentation import Span
 
@@ -60,50 +57,3 @@ def cut_at_silences(samples: np.ndarray, max_chunk_s: float, search_s: float) ->
         start_frame = end_frame
     cuts.append(Cut(start_frame * _FRAME, total, float(power[-1]) if power.size else -100.0))
     return cuts
-
-
-def first_speech(samples: np.ndarray, below_peak_db: float = 30.0) -> int:
-    """Sample offset of the first 10 ms frame within ``below_peak_db`` of the loud end of the recording."""
-    power = frame_power_db(samples)
-    if power.size == 0:
-        return 0
-    loud = float(np.percentile(power, 95))
-    above = np.flatnonzero(power > loud - below_peak_db)
-    # Back off 0.3 s so the detector hears the onset.
-    return max(int(above[0]) - _QUIET_WINDOW_FRAMES, 0) * _FRAME if above.size else 0
-
-
-def write_flac(samples: np.ndarray, target: Path, *, ffmpeg: str, timeout_s: float) -> int:
-    """16 kHz mono 16-bit FLAC: lossless for the s16 that Whisper's decoding is based on. Returns bytes."""
-    command = [
-        ffmpeg,
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel", "error",
-        "-f", "f32le",
-        "-ar", str(SAMPLE_RATE),
-        "-ac", "1",
-        "-i", "pipe:0",
-        "-c:a", "flac",
-        "-sample_fmt", "s16",
-        "-y",
-        f"file:{target}",
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(
-            command,
-            input=np.ascontiguousarray(samples, dtype=np.float32).tobytes(),
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DecodeTimeout(timeout_s) from exc
-    if result.returncode < 0:
-        raise DecoderCrashed(-result.returncode)
-    if result.returncode != 0:
-        # Our own float32 samples: a failure here is the machine's (disk, memory), so a retry may work.
-        raise RuntimeError(
-            f"FFmpeg could not encode a chunk: {result.stderr.decode(errors='replace')[-300:]}"
-        )
-    return target.stat().st_size

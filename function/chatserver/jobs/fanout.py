@@ -15,25 +15,20 @@ import json
 import logging
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-import boto3
 import numpy as np
-from botocore.config import Config
 from pydantic import BaseModel, Field, ValidationError
 
 from ..core.settings import Settings
-from ..speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, temporary_audio_path
+from ..speech.audio import SAMPLE_RATE, ffmpeg_executable, temporary_audio_path, write_flac
 from ..speech.service import TranscriptionService
-from ..speech.transcript import DecodedSegment
-from .chunks import Cut, cut_at_silences, first_speech, frame_power_db, write_flac
+from .chunks import Cut, cut_at_silences, frame_power_db
 from .documents import JobOptions, Source
-from .store import S3Client
+from .s3 import S3Client, SQSClient, make_sqs_client
 
 logger = logging.getLogger(__name__)
 
-SQSClient = Any  # boto3 builds its client classes at run time
 CHUNK_MESSAGE_KIND = "chatserver.chunk"
 _SQS_BATCH = 10  # SendMessageBatch's limit
 
@@ -85,17 +80,6 @@ class ChunkMessage(BaseModel):
         return f"chunk {self.index + 1}/{self.count} ({_clock(self.start)}-{_clock(self.end)})"
 
 
-class PartResult(BaseModel):
-    """One chunk's transcript, its segments already on the recording's timeline."""
-
-    index: int
-    start: float
-    end: float
-    language: str
-    text: str
-    segments: list[DecodedSegment]
-
-
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)}:{secs:04.1f}"
@@ -133,17 +117,6 @@ def parse_chunk_message(body: Any) -> ChunkMessage | None:
         return None
 
 
-def make_sqs_client(settings: Settings) -> SQSClient:
-    config = Config(
-        connect_timeout=settings.s3_connect_timeout_s,
-        read_timeout=settings.s3_read_timeout_s,
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
-    )
-    return boto3.client(
-        "sqs", endpoint_url=settings.sqs_endpoint_url, region_name=settings.s3_region, config=config
-    )
-
-
 def delete_work(s3: S3Client, settings: Settings, bucket: str, work: str) -> int:
     """Delete every object under one version's work prefix; never anything outside the work prefix."""
     if not work.startswith(settings.work_prefix) or not work.endswith("/"):
@@ -176,25 +149,13 @@ class FanOut:
             self._sqs = make_sqs_client(self.settings)
         return self._sqs
 
-    def decode(self, path: Path) -> np.ndarray:
-        return decode(
-            path,
-            ffmpeg=self._ffmpeg,
-            timeout_s=self.settings.ffmpeg_timeout_s,
-            max_seconds=self.settings.max_job_audio_seconds,
-        )
-
     def wanted(self, samples: np.ndarray) -> bool:
         return samples.size / SAMPLE_RATE > self.settings.fanout_min_seconds
 
     def language(self, samples: np.ndarray, requested: str | None) -> str:
-        if requested:
-            return requested
-        # Once for the whole recording, on its first speech: a chunk that starts with music or
-        # another speaker's aside would otherwise pick its own language.
-        onset = first_speech(samples)
-        guesses = self.service.engine.detect_language(samples[onset : onset + 30 * SAMPLE_RATE])
-        return guesses[0].code
+        # Once for the whole recording, where a single pass detects it: a chunk that starts with
+        # music or another speaker's aside would otherwise pick its own language.
+        return requested or self.service.detect_language(samples)[0].code
 
     def cut(self, samples: np.ndarray) -> list[Cut]:
         return cut_at_silences(samples, self.settings.chunk_seconds, self.settings.chunk_search_seconds)

@@ -1,4 +1,4 @@
-"""Where jobs live in S3: the client, job ids and keys, result documents, and presigned uploads."""
+"""Where jobs live in S3: job ids and keys, result documents, and presigned uploads."""
 
 import logging
 import re
@@ -7,54 +7,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from ..core.errors import StorageUnavailable
 from ..core.settings import Settings
 from .documents import JobResult, PendingJob, parse_result, utc_now
+from .s3 import S3Client, get_object, put_object_if
 
 logger = logging.getLogger(__name__)
-
-# boto3 builds its client classes at run time; there is no importable type to name here.
-S3Client = Any
 
 # 128 random bits: ids are the only thing that guards a job's status, so they must be unguessable.
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 LANGUAGE_METADATA = "language"  # sent as the x-amz-meta-language header or POST field
-
-_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-def make_s3_client(settings: Settings) -> S3Client:
-    config = Config(
-        connect_timeout=settings.s3_connect_timeout_s,
-        read_timeout=settings.s3_read_timeout_s,
-        # total_max_attempts counts the first try; botocore's max_attempts would not.
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
-        signature_version="s3v4",
-        # Local S3 servers (moto, SeaweedFS, MinIO) answer on an IP address, where virtual-host
-        # style cannot work; AWS itself takes virtual-host style.
-        s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-    )
-    return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config
-    )
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def is_missing(exc: ClientError) -> bool:
-    return error_code(exc) in _MISSING_CODES
-
-
-def is_conflict(exc: ClientError) -> bool:
-    return error_code(exc) in _CONFLICT_CODES
 
 
 def new_job_id() -> str:
@@ -96,13 +61,10 @@ class ResultStore:
         self.s3 = s3
 
     def read(self, bucket: str, key: str) -> Stored:
-        try:
-            response = self.s3.get_object(Bucket=bucket, Key=key)
-            body = response["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                return Stored(None, None)
-            raise
+        response = get_object(self.s3, bucket, key)
+        if response is None:
+            return Stored(None, None)
+        body = response["Body"].read()
         try:
             return Stored(parse_result(body), response["ETag"])
         except ValidationError:
@@ -112,21 +74,18 @@ class ResultStore:
 
     def write(self, bucket: str, key: str, doc: JobResult, *, replaces: str | None) -> str:
         """Write ``doc`` only if the stored document is still ``replaces`` (None: still absent)."""
-        condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
-        try:
-            response = self.s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=doc.model_dump_json().encode(),
-                ContentType="application/json",
-                CacheControl="no-store",
-                **condition,
-            )
-        except ClientError as exc:
-            if is_conflict(exc):
-                raise WriteConflict(key) from exc
-            raise
-        return response["ETag"]
+        etag = put_object_if(
+            self.s3,
+            bucket,
+            key,
+            doc.model_dump_json().encode(),
+            replaces=replaces,
+            ContentType="application/json",
+            CacheControl="no-store",
+        )
+        if etag is None:
+            raise WriteConflict(key)
+        return etag
 
 
 class PresignedPost(BaseModel):

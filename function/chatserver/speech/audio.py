@@ -1,4 +1,4 @@
-"""Audio decoding: any accepted container to 16 kHz mono float32, with the FFmpeg binary.
+"""Audio decoding (any accepted container to 16 kHz mono float32) and FLAC encoding, with the FFmpeg binary.
 
 Samples are decoded as Whisper's reference does (openai-whisper's ``load_audio``): FFmpeg
 resamples to 16 kHz mono signed 16-bit PCM, scaled to [-1, 1) by 1/32768. That is what the
@@ -109,3 +109,39 @@ def _ffmpeg_reason(stderr: bytes, path: Path) -> str:
     reason = lines[-1] if lines else "unknown decoder error"
     # The temp path means nothing to the caller and says something about the server.
     return reason.replace(f"file:{path}", "input").replace(str(path), "input")[:300]
+
+
+def write_flac(samples: np.ndarray, target: Path, *, ffmpeg: str, timeout_s: float) -> int:
+    """16 kHz mono 16-bit FLAC: lossless for the s16 that Whisper's decoding is based on. Returns bytes."""
+    command = [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel", "error",
+        "-f", "f32le",
+        "-ar", str(SAMPLE_RATE),
+        "-ac", "1",
+        "-i", "pipe:0",
+        "-c:a", "flac",
+        "-sample_fmt", "s16",
+        "-y",
+        f"file:{target}",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command,
+            input=np.ascontiguousarray(samples, dtype=np.float32).tobytes(),
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeTimeout(timeout_s) from exc
+    if result.returncode < 0:
+        raise DecoderCrashed(-result.returncode)
+    if result.returncode != 0:
+        # Our own float32 samples: a failure here is the machine's (disk, memory), so a retry may work.
+        raise RuntimeError(
+            f"FFmpeg could not encode a chunk: {result.stderr.decode(errors='replace')[-300:]}"
+        )
+    return target.stat().st_size

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import ComputeBudgetExceeded, UnsupportedLanguage
 from ..core.settings import Settings
 from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
-from .engines import Engine, TranscribeOptions, load_engine
+from .engines import Engine, LanguageGuess, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
 from .languages import to_language_code
 from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans
@@ -55,6 +55,32 @@ class TranscriptionService:
             language=code, beam_size=self.settings.beam_size, vad_filter=self.settings.vad_filter
         )
 
+    def decode(self, audio: BinaryIO | Path, max_seconds: float | None = None) -> np.ndarray:
+        """An upload (a file, or a stream saved to a private temp file first) as 16 kHz mono samples.
+
+        The one decode of every caller; ``max_seconds`` overrides the duration limit (the S3
+        path allows longer audio).
+        """
+        if not isinstance(audio, Path):
+            with temporary_audio_path(self.settings.tmp_dir) as path:
+                save_stream(audio, path)
+                return self.decode(path, max_seconds)
+        started = time.perf_counter()
+        samples = decode(
+            audio,
+            ffmpeg=self._ffmpeg,
+            timeout_s=self.settings.ffmpeg_timeout_s,
+            max_seconds=max_seconds or self.settings.max_audio_seconds,
+        )
+        elapsed = time.perf_counter() - started
+        logger.info(
+            "decoded %.2f s of audio in %.2f s",
+            samples.size / SAMPLE_RATE,
+            elapsed,
+            extra={"decode_s": round(elapsed, 3)},
+        )
+        return samples
+
     def transcribe(
         self,
         audio: BinaryIO | Path,
@@ -63,39 +89,17 @@ class TranscriptionService:
         max_seconds: float | None = None,
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:
-        """Decode and transcribe a file or stream; blocking, so async callers use a thread.
+        """Decode and transcribe a file or stream; blocking, so async callers use a thread."""
+        return self.transcribe_samples(self.decode(audio, max_seconds), options, progress, on_segment)
 
-        ``max_seconds`` overrides the duration limit (the S3 path allows longer audio).
-        """
-        limit = max_seconds or self.settings.max_audio_seconds
-        if isinstance(audio, Path):
-            return self._transcribe_file(audio, options, progress, limit, on_segment)
-        with temporary_audio_path(self.settings.tmp_dir) as path:
-            save_stream(audio, path)
-            return self._transcribe_file(path, options, progress, limit, on_segment)
+    def detect_language(self, samples: np.ndarray) -> list[LanguageGuess]:
+        """The language of decoded samples, most likely first, found where ``transcribe`` finds it."""
+        return self._detect(samples, self._cut(samples)[1])
 
-    def _transcribe_file(
-        self,
-        path: Path,
-        options: TranscribeOptions,
-        progress: ProgressCallback | None,
-        max_seconds: float,
-        on_segment: SegmentCallback | None,
-    ) -> Transcript:
-        started = time.perf_counter()
-        samples = decode(
-            path,
-            ffmpeg=self._ffmpeg,
-            timeout_s=self.settings.ffmpeg_timeout_s,
-            max_seconds=max_seconds,
-        )
-        logger.info(
-            "decoded %.2f s of audio in %.2f s",
-            samples.size / SAMPLE_RATE,
-            time.perf_counter() - started,
-            extra={"decode_s": round(time.perf_counter() - started, 3)},
-        )
-        return self.transcribe_samples(samples, options, progress, on_segment)
+    def _cut(self, samples: np.ndarray) -> tuple[list[Span], list[Span]]:
+        """The runs of speech, and the pieces they are grouped into."""
+        runs = speech_spans(samples, SpeechDetection(), self.settings.piece_max_s)
+        return runs, group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
 
     def transcribe_samples(
         self,
@@ -111,14 +115,13 @@ class TranscriptionService:
         """
         started = time.perf_counter()
         duration = samples.size / SAMPLE_RATE
-        runs = speech_spans(samples, SpeechDetection(), self.settings.piece_max_s)
-        pieces = group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
+        runs, pieces = self._cut(samples)
         cut = time.perf_counter()
         budget = _Budget(
             max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),
             duration,
         )
-        language = options.language or self._detect_language(samples, pieces)
+        language = options.language or self._detect(samples, pieces)[0].code
         # The caller's prompt conditions the first window of the recording only.
         first = options.model_copy(update={"language": language})
         later = first.model_copy(update={"prompt": None})
@@ -235,20 +238,20 @@ class TranscriptionService:
         self.engine.transcribe(samples[span.start : span.end], options, None, collect)
         return found
 
-    def _detect_language(self, samples: np.ndarray, pieces: list[Span]) -> str:
+    def _detect(self, samples: np.ndarray, pieces: list[Span]) -> list[LanguageGuess]:
         """Detected once, on the first 30 s of speech (of the recording where there is none).
 
         A recording of one piece (a voice note) is detected on exactly that piece, which the
         engine then decodes from the same encoding.
         """
         if not self.engine.multilingual:
-            return "en"
+            return [LanguageGuess(code="en", probability=1.0)]
         if len(pieces) == 1:
             audio = samples[pieces[0].start : pieces[0].end]
         else:
             start = pieces[0].start if pieces else 0
             audio = samples[start : start + 30 * SAMPLE_RATE]
-        return self.engine.detect_language(audio)[0].code
+        return self.engine.detect_language(audio)
 
 
 class _Budget:

@@ -1,4 +1,4 @@
-"""POST /detect-language: which language a recording is in, from its first 30 s."""
+"""POST /detect-language: which language a recording is in, from its first speech (as /transcribe)."""
 
 import logging
 from typing import Annotated, BinaryIO
@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ...core.errors import ACCEPTED_FORMATS
-from ...speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
+from ...speech.audio import SAMPLE_RATE
 from ...speech.engines import LanguageGuess
 from ...speech.languages import LANGUAGES
 from ...speech.service import TranscriptionService
@@ -19,8 +19,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-# Whisper detects the language on one 30 s window, the first.
-DETECTION_SECONDS = 30
 CANDIDATES = 4
 
 
@@ -42,17 +40,9 @@ def _candidate(guess: LanguageGuess) -> LanguageCandidate:
 
 
 def detect_language(service: TranscriptionService, audio: BinaryIO) -> DetectedLanguage:
-    """Decode under the same limits as a transcription, then ask the engine; blocking."""
-    settings = service.settings
-    with temporary_audio_path(settings.tmp_dir) as path:
-        save_stream(audio, path)
-        samples = decode(
-            path,
-            ffmpeg=ffmpeg_executable(settings.ffmpeg_path),
-            timeout_s=settings.ffmpeg_timeout_s,
-            max_seconds=settings.max_audio_seconds,
-        )
-    guesses = service.engine.detect_language(samples[: DETECTION_SECONDS * SAMPLE_RATE])
+    """Decoded under the same limits as a transcription, detected where /transcribe detects; blocking."""
+    samples = service.decode(audio)
+    guesses = service.detect_language(samples)
     best, *rest = (_candidate(g) for g in guesses[: CANDIDATES + 1])
     logger.info(
         "detected language %s (p=%.2f) in %.1f s of audio",
@@ -80,8 +70,8 @@ async def detect(
     service: ServiceDep,
     slots: SlotsDep,
 ) -> DetectedLanguage:
-    """The most likely language of the first 30 s (code, English name, probability) and the
-    next four candidates."""
+    """The most likely language of the recording's first speech, as /transcribe detects it when no
+    language is given (code, English name, probability), and the next four candidates."""
     # One encoder pass on the CPU: it takes a transcription slot like any transcription.
     async with slots.hold():
         return await run_in_threadpool(detect_language, service, file.file)

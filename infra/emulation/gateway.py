@@ -1,13 +1,11 @@
-#!/usr/bin/env python3
-"""Serve the Lambda handler over HTTP, as API Gateway's REST API would, without Docker.
+"""The Lambda handler over HTTP, as API Gateway's REST API would, without Docker.
 
-    .venv/bin/python infra/lambda_http.py --port 3000             # http://127.0.0.1:3000/Prod/
+    .venv/bin/python infra/lambda_local.py --http 3000            # http://127.0.0.1:3000/Prod/
     curl -F file=@note.webm http://127.0.0.1:3000/Prod/transcribe
-    .venv/bin/python infra/lambda_local.py --http 3000            # the same, from lambda_local
 
 What ``sam local start-api`` does, without a container: each HTTP request on 127.0.0.1
 becomes an API Gateway REST (payload 1.0) proxy event, the handler runs under the real
-Runtime Interface Emulator (``lambda_local.Emulator``: aws-lambda-rie + awslambdaric, the
+Runtime Interface Emulator (``emulator.Emulator``: aws-lambda-rie + awslambdaric, the
 model loaded once at init), and the proxy response is written back. As API Gateway does:
 
 - the stage is the first path segment (``/Prod/transcribe``); ``requestContext.path`` and
@@ -24,7 +22,6 @@ One execution environment serves one event at a time, so requests are handled on
 API Gateway's 29 s integration timeout is not applied: the function's own timeout is.
 """
 
-import argparse
 import base64
 import contextlib
 import fnmatch
@@ -44,7 +41,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lambda_local import Emulator, free_port  # infra/ is a folder of scripts, not a package
+from .emulator import Emulator
+from .runtimes import free_port
 
 logger = logging.getLogger("lambda_http")
 
@@ -277,9 +275,8 @@ def lambda_http_server(
             thread.join(10)
 
 
-# --- command line -----------------------------------------------------------------------------
 def serve(port: int, stage: str | None, timeout_s: int = 300) -> int:
-    """Serve until Ctrl-C (the command lines of this script and of lambda_local.py)."""
+    """Serve until Ctrl-C (lambda_local.py --http)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with lambda_http_server(stage=stage or None, port=port, timeout_s=timeout_s) as url:
         sys.stdout.write(f"API Gateway (REST) on {url}/ (Ctrl-C stops it), e.g.\n")
@@ -288,16 +285,3 @@ def serve(port: int, stage: str | None, timeout_s: int = 300) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=3000, help="127.0.0.1 port to listen on (3000)")
-    parser.add_argument("--timeout", type=int, default=300, help="function timeout in seconds (300)")
-    parser.add_argument("--stage", default="Prod", help="the stage path segment (Prod); '' for none")
-    args = parser.parse_args(argv)
-    return serve(args.port, args.stage, args.timeout)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
