@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
-# tests/speech.py (clips, WER), tests/servers.py and tests/loadgen.py serve the suite and the
-# benchmark alike, as does infra/lambda_local.py (the Runtime Interface Emulator): one copy each.
-for _helpers in (_REPO / "tests", _REPO / "infra"):
-    if str(_helpers) not in sys.path:
-        sys.path.insert(0, str(_helpers))
+# tests/support/ (clips and WER, long recordings, uvicorn servers, load) serves the suite and the
+# benchmark alike, imported as tests.support.* from the repository root that ``python -m bench``
+# runs in; so does infra/emulation (the Runtime Interface Emulator): one copy each.
+if str(_REPO / "infra") not in sys.path:
+    sys.path.insert(0, str(_REPO / "infra"))

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import jiwer
 
-from speech import normalise
+from tests.support.corpus import normalise
 
 from .checks import Check
 from .common import MB, ClipRun, TargetResult

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from speech import Clip, load_manifest, wer
+from tests.support.corpus import Clip, load_manifest, wer
 
 REPO = Path(__file__).resolve().parents[1]
 

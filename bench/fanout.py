@@ -30,8 +30,8 @@ from chatserver.jobs.parts import PartResult, merge
 from chatserver.speech.audio import ffmpeg_executable, write_flac
 from chatserver.speech.engines import load_engine
 from chatserver.speech.service import TranscriptionService
-from long_audio import clips_of, join
-from speech import wer
+from tests.support.corpus import wer
+from tests.support.long_audio import clips_of, join
 
 from .machine import describe
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from servers import uvicorn_server
+from tests.support.servers import uvicorn_server
 
 from .common import Clip, PeakRss, TargetResult, score, service_env, tree_cpu_s, vm_hwm
 

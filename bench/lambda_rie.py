@@ -1,7 +1,7 @@
 """(b) the Lambda handler under the Runtime Interface Emulator, with API Gateway v2 events.
 
 The emulator, its events and its REPORT lines come from infra/lambda_local.py, the same
-launcher the suite uses (tests/test_lambda_rie.py).
+launcher the suite uses (tests/aws_lambda/test_lambda_rie.py).
 """
 
 import json
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
+
 from emulation.emulator import Emulator
 from emulation.events import http_response_body, load_event, with_audio
 

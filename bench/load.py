@@ -4,7 +4,7 @@ Throughput is measured with the first clip alone (jfk.flac by default), so both 
 same work; it is answers per minute, from the start to the last answer, so requests still in
 flight at the deadline count in full on both sides.
 
-tests/test_load.py is the short version in the suite; both use tests/loadgen.py.
+tests/api/test_load.py is the short version in the suite; both use tests/support/loadgen.py.
 """
 
 import time
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from loadgen import LoadResult, closed_loop
+from tests.support.loadgen import LoadResult, closed_loop
 
 from .common import Clip
 from .http_service import uvicorn

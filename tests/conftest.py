@@ -1,6 +1,8 @@
-"""Shared fixtures: settings in a private temp dir, the service and an app client, the Lambda runtimes."""
+"""Shared fixtures: settings in a private temp dir, the service and an app client, a moto server.
 
-import os
+The Lambda runtimes' fixture is tests/aws_lambda/conftest.py's; the helpers are in tests/support/.
+"""
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from fastapi.testclient import TestClient
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
 from chatserver.speech.service import TranscriptionService
-from servers import runtimes
+from tests.support.s3 import MotoServer, moto_server
 
 
 @pytest.fixture
@@ -53,13 +55,8 @@ def no_temp_file_left(tmp_audio_dir: Path) -> Iterator[None]:
     assert list(tmp_audio_dir.iterdir()) == [], "a temp file outlived its request"
 
 
-@pytest.fixture(scope="module", params=runtimes.RUNTIMES)
-def runtime(request: pytest.FixtureRequest) -> str:
-    """The Python the emulator runs the handler on: the suite's (3.11), then the image's (3.12,
-    with exactly what infra/image/install.sh installs)."""
-    try:
-        return runtimes.runtime_python(request.param)
-    except FileNotFoundError as missing:
-        if os.environ.get("CI"):
-            raise  # CI runs infra/install.sh --dev, which creates it
-        pytest.skip(str(missing))
+@pytest.fixture
+def moto() -> Iterator[MotoServer]:
+    """A moto server (S3, SQS...) on 127.0.0.1 for one test, reset, stopped after it."""
+    with moto_server() as server:
+        yield server

@@ -1,0 +1,1 @@
+"""The Lambda adapter: event parsing, dispatch, and the handler under the Runtime Interface Emulator."""
