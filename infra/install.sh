@@ -17,7 +17,7 @@ pip .venv install --no-deps -e .
 
 if [[ "${1:-}" == "--dev" ]]; then
   # The runtime pins as constraints: a test tool that needs other versions fails here
-  # instead of quietly changing what the suite runs on (tests/test_pins.py checks it).
+  # instead of quietly changing what the suite runs on (tests/project/test_pins.py checks it).
   pip .venv install -c function/requirements.txt \
     -r function/requirements-openai-whisper.txt -r tests/requirements.txt
   # openai-whisper's metadata asks for triton and an unpinned torch: its real needs are above.
@@ -32,7 +32,7 @@ if [[ "${1:-}" == "--dev" ]]; then
   npm install --prefix tests/.npm --no-save --no-audit --no-fund --silent axe-core@4.14.1
   # The Lambda image's Python (3.12) with exactly what infra/image/install.sh puts in the image,
   # plus the runtime interface client that the base image ships: the emulator tests run the
-  # handler on it too (tests/test_lambda_rie.py, tests/test_fanout_rie.py).
+  # handler on it too (tests/aws_lambda/test_lambda_rie.py, test_fanout_rie.py).
   if [[ ! -x .venv-lambda312/bin/python ]]; then
     # The first that really runs 3.12: a pyenv shim named python3.12 exists even where 3.12
     # is installed but not selected, and then fails.

@@ -46,7 +46,7 @@ from .runtimes import free_port
 
 logger = logging.getLogger("lambda_http")
 
-# template.yaml's Api.BinaryMediaTypes ("~1" is "/" there); tests/test_lambda_http.py checks
+# template.yaml's Api.BinaryMediaTypes ("~1" is "/" there); tests/aws_lambda/test_lambda_http.py checks
 # that the two lists agree.
 BINARY_MEDIA_TYPES = ("multipart/form-data", "audio/*", "application/octet-stream")
 # API Gateway refuses larger request bodies; Lambda refuses larger synchronous invocation

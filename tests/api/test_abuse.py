@@ -148,7 +148,7 @@ def test_every_error_type_is_in_the_readme_table():
     types = {cls.error_type for cls in subclasses(errors.ChatServerError)} | set(
         handlers._HTTP_TYPES.values()
     )
-    server = (REPO / "function" / "chatserver" / "server.py").read_text()
+    server = (REPO / "function" / "chatserver" / "api" / "deadlines.py").read_text()
     types |= set(re.findall(r'"type": "(\w+)"', server)) | {"internal_error"}
     readme = (REPO / "README.md").read_text().split("### Errors", 1)[1].split("\n#", 1)[0]
     listed = set(re.findall(r"^\| \d{3} \| `(\w+)` \|", readme, re.MULTILINE))
