@@ -63,9 +63,13 @@ def test_bad_uploads_get_clear_errors(client, tmp_audio_dir):
     text = client.post("/detect-language", files={"file": ("a.webm", b"hello " * 100)})
     assert text.status_code == 415
     assert "webm/opus" in text.json()["error"]["message"]
-    missing = client.post("/detect-language", data={"language": "fr"})
+    missing = client.post("/detect-language")
     assert missing.status_code == 422
     assert "'file' is required" in missing.json()["error"]["message"]
+    # A field the route does not take is named first (issue 20): language is what it finds.
+    unknown = client.post("/detect-language", data={"language": "fr"})
+    assert unknown.status_code == 400
+    assert "'language'" in unknown.json()["error"]["message"]
     assert list(tmp_audio_dir.iterdir()) == []
 
 

@@ -10,6 +10,7 @@ from ..speech.service import TranscriptionService
 from .auth import install_access_control
 from .dependencies import one_file_part
 from .error_handlers import install_error_handlers
+from .fields import declared_fields_only
 from .middleware import BodySizeLimit, HeadAsGet, RequestContext, UploadLimit
 from .routes.detect import router as detect_router
 from .routes.health import router as health_router
@@ -27,7 +28,8 @@ def create_app(settings: Settings, service: TranscriptionService | None = None) 
         title="ChatServer",
         version=__version__,
         summary="Whisper speech-to-text.",
-        dependencies=[Depends(one_file_part)],  # a second 'file' part is a 422, on every route
+        # On every route: a second 'file' part is a 422, a field the route does not declare a 400.
+        dependencies=[Depends(one_file_part), Depends(declared_fields_only)],
         # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN: page.py serves
         # /docs from packaged assets instead.
         docs_url=None,

@@ -56,8 +56,19 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     param: str | None = None,
 ) -> JSONResponse:
+    if status == 422 and error_type == "invalid_request" and is_openai_path(scope):
+        # A missing or invalid field: OpenAI answers 400, which its SDK raises as BadRequestError
+        # (a 422 would be UnprocessableEntityError). /transcribe keeps its documented 422.
+        status = 400
     body = error_body(scope, status, error_type, message, param)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_of(error: dict) -> str | None:
+    """The request field a validation error is about: the first name in its location
+    (``("body", "timestamp_granularities[]", 0)`` is the field, not item 0)."""
+    names = [part for part in error.get("loc", ()) if isinstance(part, str)]
+    return names[1] if len(names) > 1 and names[0] in ("body", "query", "path") else None
 
 
 def _describe(error: dict) -> str:
@@ -89,13 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(retry)} if exc.status_code in (503, 507) else None
         logger.info("request refused: %s (%s)", exc.error_type, exc.message)
         message = f"{exc.message} {exc.http_hint}".rstrip()
-        return error_response(request.scope, exc.status_code, exc.error_type, message, headers)
+        return error_response(request.scope, exc.status_code, exc.error_type, message, headers, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         message = "; ".join(_describe(e) for e in exc.errors())
-        fields = [str(e["loc"][-1]) for e in exc.errors() if e.get("loc")]
-        param = fields[0] if fields else None
+        param = next(filter(None, map(_field_of, exc.errors())), None)
         return error_response(
             request.scope, 422, "invalid_request", f"Invalid request: {message}.", param=param
         )

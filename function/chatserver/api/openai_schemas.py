@@ -1,6 +1,8 @@
 """OpenAI's audio API shapes: its error body, transcription and translation bodies, stream
 events and model objects, as the official SDK (openai-python's ``types.audio``) reads them."""
 
+import math
+import re
 from enum import StrEnum
 from typing import Literal
 
@@ -51,22 +53,41 @@ _PARAMS = {
 }
 
 
+def sdk_param(field: str) -> str:
+    """A form field as the SDK's argument names it: ``include[]`` is ``include``, and
+    ``chunking_strategy[threshold]`` is ``chunking_strategy.threshold``."""
+    name = field.removesuffix("[]")
+    return re.sub(r"\[([^\]]+)\]", r".\1", name)
+
+
 def openai_error(status: int, code: str, message: str, param: str | None = None) -> OpenAIErrorBody:
     kind = "server_error" if status >= 500 else "invalid_request_error"
+    param = param or _PARAMS.get(code)
     return OpenAIErrorBody(
-        error=OpenAIError(message=message, type=kind, param=param or _PARAMS.get(code), code=code)
+        error=OpenAIError(message=message, type=kind, param=sdk_param(param) if param else None, code=code)
     )
 
 
 # --- requests -------------------------------------------------------------------------------
 
 
-class OpenAIResponseFormat(StrEnum):
+class TranslationFormat(StrEnum):
     json = "json"
     text = "text"
     srt = "srt"
     verbose_json = "verbose_json"
     vtt = "vtt"
+
+
+class OpenAIResponseFormat(StrEnum):
+    """A transcription's formats: a translation's, and ``diarized_json``, which is refused."""
+
+    json = "json"
+    text = "text"
+    srt = "srt"
+    verbose_json = "verbose_json"
+    vtt = "vtt"
+    diarized_json = "diarized_json"
 
 
 class Granularity(StrEnum):
@@ -77,8 +98,27 @@ class Granularity(StrEnum):
 # --- responses ------------------------------------------------------------------------------
 
 
+class UsageDuration(BaseModel):
+    """What whisper-1 bills: seconds of audio, whole seconds rounded up (OpenAI's examples:
+    8.47 s of audio is ``"seconds": 9``)."""
+
+    type: Literal["duration"] = "duration"
+    seconds: int = Field(description="The audio's duration, rounded up to whole seconds.")
+
+    @classmethod
+    def of(cls, transcript: Transcript) -> "UsageDuration":
+        return cls(seconds=math.ceil(transcript.duration))
+
+
 class Transcription(BaseModel):
-    """``response_format=json``."""
+    """A transcription's ``response_format=json``."""
+
+    text: str
+    usage: UsageDuration
+
+
+class Translation(BaseModel):
+    """A translation's ``response_format=json``: the text only, as OpenAI's ``Translation``."""
 
     text: str
 
@@ -102,40 +142,59 @@ class VerboseWord(BaseModel):
     end: float
 
 
-class VerboseTranscription(BaseModel):
-    """``response_format=verbose_json``: OpenAI's ``TranscriptionVerbose``/``TranslationVerbose``."""
+class VerboseTranslation(BaseModel):
+    """A translation's ``verbose_json``: OpenAI's ``TranslationVerbose`` (no words, no usage)."""
 
-    task: Literal["transcribe", "translate"]
-    language: str = Field(description="The spoken language's English name, lower case, as OpenAI's.")
+    task: Literal["translate"] = "translate"
+    language: Literal["english"] = Field(
+        default="english", description="The output's language, always english, as OpenAI's."
+    )
     duration: float
     text: str
     segments: list[VerboseSegment]
+
+
+class VerboseTranscription(BaseModel):
+    """A transcription's ``verbose_json``: OpenAI's ``TranscriptionVerbose``."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str = Field(description="The spoken language's English name, lower case, as OpenAI's.")
+    duration: float
+    text: str
+    segments: list[VerboseSegment] | None = Field(
+        default=None,
+        description="Left out when timestamp_granularities[] asks for words only, as OpenAI's.",
+    )
     words: list[VerboseWord] | None = Field(
         default=None, description="Only with timestamp_granularities[]=word."
     )
+    usage: UsageDuration
 
 
-def verbose(transcript: Transcript, task: str, words: bool) -> VerboseTranscription:
+def verbose_segments(transcript: Transcript) -> list[VerboseSegment]:
+    return [
+        VerboseSegment(
+            id=index,
+            seek=s.seek,
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            tokens=s.tokens,
+            temperature=s.temperature,
+            avg_logprob=s.avg_logprob,
+            compression_ratio=s.compression_ratio,
+            no_speech_prob=s.no_speech_prob,
+        )
+        for index, s in enumerate(transcript.segments)
+    ]
+
+
+def verbose(transcript: Transcript, segments: bool, words: bool) -> VerboseTranscription:
     return VerboseTranscription(
-        task=task,
         language=LANGUAGES.get(transcript.language, transcript.language),
         duration=transcript.duration,
         text=transcript.text,
-        segments=[
-            VerboseSegment(
-                id=index,
-                seek=s.seek,
-                start=s.start,
-                end=s.end,
-                text=s.text,
-                tokens=s.tokens,
-                temperature=s.temperature,
-                avg_logprob=s.avg_logprob,
-                compression_ratio=s.compression_ratio,
-                no_speech_prob=s.no_speech_prob,
-            )
-            for index, s in enumerate(transcript.segments)
-        ],
+        segments=verbose_segments(transcript) if segments else None,
         words=[
             VerboseWord(word=w.word, start=w.start, end=w.end)
             for s in transcript.segments
@@ -143,6 +202,7 @@ def verbose(transcript: Transcript, task: str, words: bool) -> VerboseTranscript
         ]
         if words
         else None,
+        usage=UsageDuration.of(transcript),
     )
 
 
@@ -158,6 +218,7 @@ class TextDone(BaseModel):
 
     type: Literal["transcript.text.done"] = "transcript.text.done"
     text: str
+    usage: UsageDuration
 
 
 class Model(BaseModel):

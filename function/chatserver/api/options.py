@@ -2,6 +2,7 @@
 
 from ..core.errors import InvalidOption
 from ..speech.engines import Task, TranscribeOptions
+from ..speech.segmentation import SpeechDetection
 from ..speech.service import TranscriptionService
 
 # Whisper conditions on at most 224 prompt tokens and keeps the last ones; a few thousand
@@ -18,8 +19,10 @@ def request_options(
     temperature: float | None = None,
     word_timestamps: bool = False,
     vad_filter: bool | None = None,
+    detection: SpeechDetection | None = None,
 ) -> TranscribeOptions:
-    """The server's options with the request's on top; ``vad_filter=None`` keeps the setting."""
+    """The server's options with the request's on top; ``vad_filter=None`` keeps the setting,
+    ``detection=None`` the service's cut at silences."""
     options = service.options(language)  # refuses an unknown or unsupported language
     if task is Task.translate and not service.engine.multilingual:
         raise InvalidOption(
@@ -31,6 +34,7 @@ def request_options(
         "prompt": prompt or None,
         "temperature": temperature,
         "word_timestamps": word_timestamps,
+        "detection": detection,
     }
     if vad_filter is not None:
         update["vad_filter"] = vad_filter

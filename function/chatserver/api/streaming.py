@@ -15,7 +15,7 @@ from ..core.errors import ChatServerError
 from ..speech.engines import TranscribeOptions
 from ..speech.service import TranscriptionService
 from ..speech.transcript import DecodedSegment, Transcript
-from .openai_schemas import TextDelta, TextDone, openai_error
+from .openai_schemas import TextDelta, TextDone, UsageDuration, openai_error
 from .running import ClientGone, transcribe_upload
 from .slots import Slots
 
@@ -97,7 +97,7 @@ async def _events(
             logger.exception("transcription failed while streaming")
             yield _event(openai_error(500, "internal_error", "The server failed during the transcription."))
             return
-        yield _event(TextDone(text=transcript.text))
+        yield _event(TextDone(text=transcript.text, usage=UsageDuration.of(transcript)))
     finally:
         if not task.done():
             logger.info("stream closed by the client; the transcription stops at its next segment")

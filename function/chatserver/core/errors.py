@@ -24,10 +24,14 @@ class ChatServerError(Exception):
     transient: ClassVar[bool] = False
     # Advice that only makes sense to an HTTP caller; an S3 job's failed result leaves it out.
     http_hint: ClassVar[str] = ""
+    # The request field at fault, where one is; OpenAI's error body on /v1 carries it as ``param``.
+    param: str | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if param is not None:
+            self.param = param
 
 
 class EmptyAudio(ChatServerError):
@@ -54,6 +58,13 @@ class UnsupportedLanguage(ChatServerError):
 
 class InvalidOption(ChatServerError):
     error_type = "invalid_option"
+
+
+class UnsupportedOption(ChatServerError):
+    """A field or value of OpenAI's audio API that ChatServer cannot honour (``include[]``,
+    ``keywords[]``, ``diarized_json``...): refused by name, never ignored."""
+
+    error_type = "unsupported_option"
 
 
 class PayloadTooLarge(ChatServerError):
@@ -239,6 +250,39 @@ class RepeatedField(ChatServerError):
         super().__init__(
             f"The multipart/form-data field {quote_value(field)} was sent {count} times; send it once "
             "(one recording per request)."
+        )
+
+
+class UnknownField(ChatServerError):
+    """Form fields or query parameters that the route does not declare: refused rather than
+    silently dropped, since a misspelt option would otherwise change nothing without a word."""
+
+    error_type = "unknown_field"
+
+    def __init__(
+        self, route: str, kind: str, unknown: list[str], accepted: list[str], hint: str = ""
+    ) -> None:
+        shown = ", ".join(quote_value(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        plural = "s" if len(unknown) > 1 else ""
+        takes = f"the {kind}s {', '.join(accepted)}" if accepted else f"no {kind}s"
+        super().__init__(
+            f"Unknown {kind}{plural} {shown}{more}: {route} takes {takes}.{' ' + hint if hint else ''}",
+            param=unknown[0],
+        )
+
+
+class NotAForm(ChatServerError):
+    """A body that is not a form, on a route whose fields are all optional: its fields would be
+    dropped without a word (a route with a required field says that field is missing instead)."""
+
+    error_type = "malformed_body"
+
+    def __init__(self, content_type: str) -> None:
+        sent = f"Content-Type {quote_value(content_type)}" if content_type else "no Content-Type"
+        super().__init__(
+            f"The body ({sent}) is not a form, so its fields would be ignored: this route takes its "
+            "fields as multipart/form-data or application/x-www-form-urlencoded."
         )
 
 

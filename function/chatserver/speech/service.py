@@ -96,9 +96,11 @@ class TranscriptionService:
         """The language of decoded samples, most likely first, found where ``transcribe`` finds it."""
         return self._detect(samples, self._cut(samples)[1])
 
-    def _cut(self, samples: np.ndarray) -> tuple[list[Span], list[Span]]:
+    def _cut(
+        self, samples: np.ndarray, detection: SpeechDetection | None = None
+    ) -> tuple[list[Span], list[Span]]:
         """The runs of speech, and the pieces they are grouped into."""
-        runs = speech_spans(samples, SpeechDetection(), self.settings.piece_max_s)
+        runs = speech_spans(samples, detection or SpeechDetection(), self.settings.piece_max_s)
         return runs, group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
 
     def transcribe_samples(
@@ -115,7 +117,7 @@ class TranscriptionService:
         """
         started = time.perf_counter()
         duration = samples.size / SAMPLE_RATE
-        runs, pieces = self._cut(samples)
+        runs, pieces = self._cut(samples, options.detection)
         cut = time.perf_counter()
         budget = _Budget(
             max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),
@@ -213,7 +215,7 @@ class TranscriptionService:
         # "one two three" after JFK in one piece). Runs of speech that no segment covers are
         # decoded once more on their own (not the whole piece again: the same input gives the
         # same answer); a second miss is left as it is.
-        for missed in _uncovered(runs, found):
+        for missed in _uncovered(runs, found, (options.detection or SpeechDetection()).pad_s):
             if missed == piece:
                 break
             retried += 1
@@ -275,10 +277,9 @@ class _Stopped(Exception):
     """Another piece failed or the caller stopped: this piece's result is not wanted."""
 
 
-def _uncovered(runs: list[Span], segments: list[DecodedSegment]) -> list[Span]:
+def _uncovered(runs: list[Span], segments: list[DecodedSegment], pad: float) -> list[Span]:
     """Consecutive runs of speech that no segment overlaps, each group as one span."""
-    # Runs are padded (SpeechDetection.pad_s); a segment must reach into the speech itself.
-    pad = SpeechDetection().pad_s
+    # Runs are padded (``pad``, SpeechDetection.pad_s); a segment must reach into the speech itself.
     groups: list[Span] = []
     previous_missed = False
     for run in runs:

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ..segmentation import SpeechDetection
 from ..transcript import DecodedSegment, Transcript
 
 ProgressCallback = Callable[[float], None]
@@ -31,6 +32,9 @@ class TranscribeOptions(BaseModel):
     # None: Whisper's fallback schedule (0.0, 0.2, ... 1.0); a number: that one temperature.
     temperature: float | None = None
     word_timestamps: bool = False
+    # Where the service cuts the recording at its silences (not an engine option: engines never
+    # read it); None: the service's own, measured defaults.
+    detection: SpeechDetection | None = None
 
 
 FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms frames
