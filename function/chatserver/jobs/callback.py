@@ -86,15 +86,15 @@ def address_problem(address: IPAddress) -> str | None:
     if address in _METADATA:
         return "a cloud metadata address"
     for name, flag in (
+        ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
         ("private", address.is_private),
         ("reserved", address.is_reserved),
-        ("unspecified", address.is_unspecified),
     ):
         if flag:
-            return f"a {name} address"
+            return f"{'an' if name[0] in 'aeiou' else 'a'} {name} address"
     return None if address.is_global else "not a public address"
 
 
@@ -173,15 +173,23 @@ def check_callback(url: str, settings: Settings, resolver: Resolver = resolve_ho
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to the address that was checked, whatever the name resolves to by now; the Host
-    header (and for https the SNI and certificate check) still use the name."""
+    """Connects to the addresses that were checked (the first that answers), whatever the name
+    resolves to by now; the Host header (and for https the SNI and certificate check) still use
+    the name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        failure: OSError | None = None
+        for address in self.addresses:
+            try:
+                self.sock = socket.create_connection((address, self.port), self.timeout)
+                return
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError("no address to connect to")
 
     def abort(self) -> None:
         """From another thread: wake a blocked send or receive (a receiver that never answers)."""
@@ -277,7 +285,7 @@ class CallbackSender:
         try:
             parts = check_url(url, allow_private=allow)
             # Resolved and checked again now: the name may point elsewhere than at creation.
-            address = checked_addresses(url, parts, allow_private=allow, resolver=self.resolver)[0]
+            addresses = checked_addresses(url, parts, allow_private=allow, resolver=self.resolver)
         except InvalidCallbackUrl as refused:
             raise _Attempt(f"refused: {refused.message}", retry=False) from None
         except OSError as exc:
@@ -285,7 +293,7 @@ class CallbackSender:
         timeout = max(min(self.settings.callback_timeout_s, end - time.monotonic()), 0.1)
         https = parts.scheme.lower() == "https"
         kind = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
-        connection = kind(parts.hostname or "", _port(parts), address, timeout)
+        connection = kind(parts.hostname or "", _port(parts), addresses, timeout)
         path = parts.path or "/"
         if parts.query:
             path = f"{path}?{parts.query}"
