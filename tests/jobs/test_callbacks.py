@@ -13,6 +13,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +30,8 @@ from chatserver.api.app import create_app
 from chatserver.aws_lambda.dispatch import Dispatcher
 from chatserver.core.errors import InvalidCallbackUrl
 from chatserver.core.settings import Settings
-from chatserver.jobs.callback import CallbackSender, check_callback
+from chatserver.jobs.callback import CallbackSender
+from chatserver.jobs.callback_url import check_callback
 from chatserver.jobs.documents import CompletedJob, FailedJob
 from chatserver.jobs.runner import JobRunner
 from chatserver.jobs.s3 import ObjectCreated, make_s3_client
@@ -300,6 +302,7 @@ def test_a_receiver_that_never_answers_is_bounded(callback_settings: Settings, s
     assert "no answer within 1.0 s" in (doc.callback.last_error or "")
     assert len(receiver.received) == 3
     assert elapsed < 3 * 1.0 + 0.6 + 5, elapsed  # bounded, far below the receiver's 60 s hang
+    sys.stdout.write(f"\n[callback] {answer}: 3 attempts of 1 s, job and delivery in {elapsed:.2f} s\n")
 
 
 def test_callbacks_stop_with_the_total_bound_and_before_the_invocation_ends(make_settings, s3: Any) -> None:
@@ -346,6 +349,7 @@ def test_callbacks_stop_with_the_total_bound_and_before_the_invocation_ends(make
         runner_handler(runner)({"Records": [record]}, lambda_context(5.0))
         elapsed = time.monotonic() - started
     assert elapsed < 5.0, elapsed
+    sys.stdout.write(f"\n[callback] 5 s left in the invocation: it returned after {elapsed:.2f} s\n")
     doc = read_result(s3, BUCKET, "transcripts/deadline.wav.json")
     assert doc.callback is not None
     assert doc.callback.attempts == 1

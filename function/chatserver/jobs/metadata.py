@@ -24,7 +24,7 @@ from ..core.errors import ChatServerError, InvalidOption, quote_value
 from ..core.settings import Settings
 from ..speech.engines import Task
 from ..speech.options import MAX_PROMPT_CHARS
-from .callback import check_url
+from .callback_url import check_url
 from .documents import JobOptions
 
 PREFIX = "x-amz-meta-"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ...core.errors import ACCEPTED_FORMATS, InvalidOption, JobNotFound, quote_value
-from ...jobs.callback import check_callback
+from ...jobs.callback_url import check_callback
 from ...jobs.documents import CompletedJob, JobOptions, JobResult
 from ...jobs.store import PresignedPost, is_job_id, new_job_id
 from ...speech.engines import Task
