@@ -24,8 +24,8 @@ from moto import mock_aws
 from chatserver.core.settings import Settings
 from chatserver.jobs.chunk_worker import ChunkWorker
 from chatserver.jobs.chunks import cut_at_silences, frame_power_db
-from chatserver.jobs.documents import CompletedJob, ProcessingJob
-from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message
+from chatserver.jobs.documents import CompletedJob, JobOptions, ProcessingJob
+from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message, work_prefix
 from chatserver.jobs.runner import JobRunner
 from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
@@ -304,6 +304,9 @@ def test_options_reach_every_chunk_and_the_merging_worker_calls_back(
         for message in messages:
             assert (message.options.task, message.options.word_timestamps) == ("translate", True)
             assert (message.options.prompt, message.options.callback_url) == (prompt, receiver.url)
+        # The same bytes with other options are another version: their work objects apart.
+        plain = work_prefix(settings, "talk.flac", messages[0].source.etag, JobOptions(language="en"))
+        assert messages[0].work.startswith(plain.rstrip("/") + ".")
         worker = ChunkWorker(runner)
         for message in messages:
             worker.handle(message)

@@ -9,7 +9,8 @@ late, for the same or an older upload (the document's rules are in record.py):
   transcribes nothing.
 - Permanent errors (undecodable, too large, too long, bad language, metadata options that cannot
   be read) become a ``failed`` result and the runner returns. Anything else raises, so Lambda
-  retries and then dead-letters the event; the ``processing`` document left behind is replaced by the retry.
+  retries and then dead-letters the event; the ``processing`` document left behind is replaced
+  by the retry.
 - The runner only ever reads the upload: it never writes, copies or deletes under the upload prefix.
 - With a chunk queue configured, an upload longer than ``fanout_min_seconds`` is cut into
   chunks and fanned out (fanout.py); chunk_worker.py finishes the job under the same rules.
