@@ -55,7 +55,7 @@ def audio() -> dict:
         ("/transcribe", {"language": "en", "model": "whisper-1"}, True, "'model'", "word_timestamps"),
         ("/transcribe", {"languge": "fr"}, True, "'languge'", "language"),  # a typo is not "detect"
         ("/detect-language", {"language": "fr"}, True, "'language'", "file"),
-        ("/jobs", {"language": "fr", "task": "translate"}, False, "'task'", "language"),
+        ("/jobs", {"language": "fr", "temperature": "0.2"}, False, "'temperature'", "callback_url"),
     ],
 )
 def test_an_unknown_form_field_is_a_400_naming_it_and_what_the_route_takes(

@@ -7,6 +7,8 @@ by joining the clips of ../shared/audio; chunks are 60 s so that a 3-minute reco
 the mechanism (the defaults are sized for hours; README).
 """
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -28,6 +30,7 @@ from emulation.events import s3_put_event
 from emulation.pump import Pump
 from tests.support.corpus import clip, wer
 from tests.support.long_audio import Recording, clips_of, join
+from tests.support.receiver import callback_receiver
 from tests.support.s3 import keys, moto_server, result_versions
 from tests.support.servers import require_emulator
 
@@ -39,6 +42,7 @@ require_emulator()
 BUCKET = "chatserver-fanout-test"
 REGION = "us-east-1"
 CHUNK_S = 60
+CALLBACK_SECRET = "rie-fan-out-callback-secret-0123456789"
 # Same options in the workers and in the one-pass reference: greedy, the machine is shared.
 FANOUT_ENV = {
     "CHATSERVER_FANOUT_MIN_SECONDS": "90",
@@ -46,6 +50,9 @@ FANOUT_ENV = {
     "CHATSERVER_CHUNK_SEARCH_SECONDS": "15",
     "CHATSERVER_BEAM_SIZE": "1",
     "CHATSERVER_CHUNK_MAX_RECEIVES": "3",
+    # Callbacks to the test's receiver on 127.0.0.1.
+    "CHATSERVER_CALLBACK_SECRET": CALLBACK_SECRET,
+    "CHATSERVER_CALLBACK_ALLOW_PRIVATE": "true",
 }
 
 
@@ -75,8 +82,8 @@ class Cluster:
                         continue
         return lines
 
-    def upload(self, key: str, path: Path) -> str:
-        put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+    def upload(self, key: str, path: Path, metadata: dict[str, str] | None = None) -> str:
+        put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes(), Metadata=metadata or {})
         etag = put["ETag"].strip('"')
         event = s3_put_event(BUCKET, quote_plus(key), path.stat().st_size, etag)
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(event))
@@ -175,20 +182,31 @@ def test_long_upload_is_cut_fanned_out_to_two_workers_and_merged_once(
     cluster: Cluster, french: Recording, one_pass_wer: float
 ) -> None:
     key = "uploads/french talk.flac"
-    etag = cluster.upload(key, french.path)
-    cluster.wait_idle()
+    with callback_receiver() as receiver:
+        etag = cluster.upload(key, french.path, {"callback-url": receiver.url})
+        cluster.wait_idle()
+        calls = list(receiver.received)
     result = cluster.result(key)
     assert result["status"] == "completed", result
     assert result["source"]["etag"] == etag
     assert result["language"] == "fr"  # detected once, on the first speech
     assert result["chunks"] == len(_chunk_messages(cluster, key)) >= 3
     assert result["duration"] == pytest.approx(french.duration, abs=0.05)
-    # Same schema as a single pass, plus chunks.
+    # Same schema as a single pass, plus chunks (and the callback asked for).
     assert set(result) == {
         "schema", "status", "job_id", "updated_at", "source", "options", "created_at", "started_at",
         "chunks", "text", "language", "duration", "segments", "engine", "model", "finished_at",
-        "processing_seconds",
+        "processing_seconds", "callback",
     }  # fmt: skip
+    # The merging worker called back once, signed, after the result was written, and recorded it.
+    (call,) = calls
+    expected = "sha256=" + hmac.new(CALLBACK_SECRET.encode(), call.body, hashlib.sha256).hexdigest()
+    assert call.headers["x-chatserver-signature"] == expected
+    body = json.loads(call.body)
+    assert (body["job_id"], body["status"]) == ("french talk.flac", "completed")
+    assert body["status_url"] == f"s3://{BUCKET}/{_result_key(key)}"
+    assert result["callback"]["attempts"] == 1
+    assert result["callback"]["delivered_at"] is not None
     segments = result["segments"]
     assert segments
     assert all(s["start"] <= s["end"] <= french.duration + 0.5 for s in segments), segments

@@ -5,9 +5,14 @@ tests/aws_lambda/test_fanout_rie.py runs the same code under the real runtime wi
 the cases that need a hand on the timing (a barrier in botocore's event hooks) or on a fault.
 """
 
+import base64
+import hashlib
+import hmac
 import itertools
+import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +24,18 @@ from moto import mock_aws
 from chatserver.core.settings import Settings
 from chatserver.jobs.chunk_worker import ChunkWorker
 from chatserver.jobs.chunks import cut_at_silences, frame_power_db
-from chatserver.jobs.documents import CompletedJob, ProcessingJob
-from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message
+from chatserver.jobs.documents import CompletedJob, JobOptions, ProcessingJob
+from chatserver.jobs.fanout import ChunkMessage, make_sqs_client, parse_chunk_message, work_prefix
 from chatserver.jobs.runner import JobRunner
-from chatserver.jobs.s3 import make_s3_client
+from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable
 from chatserver.speech.segmentation import SpeechDetection, speech_spans
 from chatserver.speech.service import TranscriptionService
 from chatserver.speech.transcript import DecodedSegment, Transcript
 from tests.support.corpus import clip
+from tests.support.engines import EngineWrapper
 from tests.support.long_audio import Recording, clips_of, join
+from tests.support.receiver import callback_receiver
 from tests.support.s3 import fake_aws_env, keys, put_upload, read_result
 
 BUCKET = "chatserver-fanout-unit"
@@ -41,17 +48,20 @@ def english(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     return join(clips_of("en"), tmp_path_factory.mktemp("audio") / "english.flac", min_seconds=100)
 
 
+FAN_SETTINGS: dict[str, Any] = {
+    "bucket": BUCKET,
+    "chunk_queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/chunks",
+    "fanout_min_seconds": 60,
+    "chunk_seconds": 45,
+    "chunk_search_seconds": 10,
+    "beam_size": 1,
+    "s3_max_attempts": 1,
+}
+
+
 @pytest.fixture
 def fan_settings(make_settings) -> Settings:
-    return make_settings(
-        bucket=BUCKET,
-        chunk_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/chunks",
-        fanout_min_seconds=60,
-        chunk_seconds=45,
-        chunk_search_seconds=10,
-        beam_size=1,
-        s3_max_attempts=1,
-    )
+    return make_settings(**FAN_SETTINGS)
 
 
 @pytest.fixture
@@ -72,10 +82,13 @@ def runner(fan_settings: Settings, aws: tuple[Any, Any]) -> JobRunner:
     return JobRunner(service, fan_settings, aws[0])
 
 
-def _split(runner: JobRunner, aws: tuple[Any, Any], recording: Recording) -> list[ChunkMessage]:
+def _split(
+    runner: JobRunner, aws: tuple[Any, Any], recording: Recording, metadata: dict[str, str] | None = None
+) -> list[ChunkMessage]:
     s3, sqs = aws
-    record = put_upload(s3, BUCKET, KEY, recording.path.read_bytes(), language="en")
-    runner.handle(record)
+    body = recording.path.read_bytes()
+    put = s3.put_object(Bucket=BUCKET, Key=KEY, Body=body, Metadata={"language": "en", **(metadata or {})})
+    runner.handle(ObjectCreated(BUCKET, KEY, put["ETag"].strip('"'), len(body)))
     url = runner.context.settings.chunk_queue_url
     messages: list[ChunkMessage] = []
     while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
@@ -255,3 +268,73 @@ def test_work_prefix_may_not_overlap_uploads_or_results(make_settings) -> None:
     for prefix in ("uploads/", "transcripts/"):
         with pytest.raises(ValueError, match="must not overlap"):
             make_settings(work_prefix=prefix)
+
+
+class _OptionsSpy(EngineWrapper):
+    """The real engine, recording the options of every call."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.calls: list[Any] = []
+
+    def transcribe(self, audio, options, progress=None, on_segment=None):
+        self.calls.append(options)
+        return self.engine.transcribe(audio, options, progress, on_segment)
+
+
+def test_options_reach_every_chunk_and_the_merging_worker_calls_back(
+    make_settings, aws: tuple[Any, Any], english: Recording
+) -> None:
+    s3, _ = aws
+    secret = "fan-out-callback-secret-0123456789"
+    settings = make_settings(**FAN_SETTINGS, callback_secret=secret, callback_allow_private=True)
+    spy = _OptionsSpy(TranscriptionService.from_settings(settings).engine)
+    runner = JobRunner(TranscriptionService(settings, spy), settings, s3)
+    prompt = "Fellow Americans, Jürgen."
+    with callback_receiver() as receiver:
+        metadata = {
+            "task": "translate",
+            "word-timestamps": "true",
+            "prompt": f"=?UTF-8?B?{base64.b64encode(prompt.encode()).decode()}?=",
+            "callback-url": receiver.url,
+        }
+        messages = _split(runner, aws, english, metadata)
+        assert len(messages) >= 3
+        # Every chunk message carries the job's options.
+        for message in messages:
+            assert (message.options.task, message.options.word_timestamps) == ("translate", True)
+            assert (message.options.prompt, message.options.callback_url) == (prompt, receiver.url)
+        # The same bytes with other options are another version: their work objects apart.
+        plain = work_prefix(settings, "talk.flac", messages[0].source.etag, JobOptions(language="en"))
+        assert messages[0].work.startswith(plain.rstrip("/") + ".")
+        worker = ChunkWorker(runner)
+        for message in messages:
+            worker.handle(message)
+        (call,) = receiver.wait_for(1)
+        time.sleep(0.3)
+        assert len(receiver.received) == 1  # one merge, one callback
+
+    # Each chunk was transcribed with the options; the prompt conditioned the first window of
+    # the recording only (chunk 1's first piece), as in one pass.
+    assert spy.calls
+    assert all(c.task == "translate" and c.word_timestamps and c.language == "en" for c in spy.calls)
+    assert spy.calls[0].prompt == prompt
+    assert [c.prompt for c in spy.calls[1:]] == [None] * (len(spy.calls) - 1)
+    doc = read_result(s3, BUCKET, "transcripts/talk.flac.json")
+    assert isinstance(doc, CompletedJob)
+    assert doc.chunks == len(messages)
+    assert doc.options.prompt == prompt
+    for segment in doc.segments:  # words on the recording's timeline, in every chunk
+        assert segment.words, segment
+        assert all(segment.start - 0.5 <= w.start <= w.end <= segment.end + 0.5 for w in segment.words)
+    assert doc.segments[-1].end > messages[-1].start
+    # The callback, signed, from the worker that merged; its delivery recorded over the result.
+    expected = "sha256=" + hmac.new(secret.encode(), call.body, hashlib.sha256).hexdigest()
+    assert call.headers["x-chatserver-signature"] == expected
+    body = json.loads(call.body)
+    assert (body["job_id"], body["status"]) == ("talk.flac", "completed")
+    assert body["status_url"] == f"s3://{BUCKET}/transcripts/talk.flac.json"
+    assert doc.callback is not None
+    assert doc.callback.attempts == 1
+    assert doc.callback.delivered_at is not None
+    assert keys(s3, BUCKET, "work/") == []

@@ -24,11 +24,13 @@ from fastapi.testclient import TestClient
 
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
+from chatserver.jobs.metadata import encode_text
 from chatserver.jobs.runner import JobRunner
 from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.service import TranscriptionService
 from tests.support import REPO
 from tests.support.corpus import clip, normalise
+from tests.support.receiver import callback_receiver
 from tests.support.s3 import REGION, fake_aws_env
 from tests.support.servers import free_port, stop_process_group
 
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.s3server
 
 WEED = REPO / ".venv" / "bin" / "weed"
 BUCKET = "chatserver-presign"
+SECRET = "seaweedfs-callback-secret-0123456789"
+PROMPT = "Réunion : Jürgen, Anaïs"
 START_TIMEOUT_S = 60
 
 
@@ -188,27 +192,43 @@ def exists(s3: Any, key: str) -> bool:
 
 
 def test_upload_within_the_policy_succeeds_and_the_job_completes(weed_settings, service) -> None:
-    settings = weed_settings(max_job_upload_bytes=1_000_000)
-    audio = clip("sr_english.wav").path.read_bytes()
-    job = create_job(settings, service, language="english")
-
-    response = post_upload(job, audio)
-
-    assert response.status_code == 204, response.text
-    s3 = make_s3_client(settings)
-    head = s3.head_object(Bucket=BUCKET, Key=job["upload_key"])
-    assert head["Metadata"] == {"language": "en"}
-    assert s3.get_object(Bucket=BUCKET, Key=job["upload_key"])["Body"].read() == audio
-
-    # The runner on a second, real S3 implementation: conditional writes included.
-    JobRunner(service, settings, s3).handle(
-        ObjectCreated(BUCKET, job["upload_key"], head["ETag"].strip('"'), head["ContentLength"])
+    settings = weed_settings(
+        max_job_upload_bytes=1_000_000, callback_secret=SECRET, callback_allow_private=True
     )
+    audio = clip("sr_english.wav").path.read_bytes()
+    with callback_receiver() as receiver:
+        options = {"word_timestamps": "true", "prompt": PROMPT, "callback_url": receiver.url}
+        job = create_job(settings, service, language="english", **options)
+
+        response = post_upload(job, audio)
+
+        assert response.status_code == 204, response.text
+        s3 = make_s3_client(settings)
+        head = s3.head_object(Bucket=BUCKET, Key=job["upload_key"])
+        # A real S3 server keeps the options as the policy pinned them (the prompt RFC 2047-encoded).
+        assert head["Metadata"] == {
+            "language": "en",
+            "word-timestamps": "true",
+            "prompt": encode_text(PROMPT),
+            "callback-url": receiver.url,
+            "status-url": job["status_url"],
+        }
+        assert s3.get_object(Bucket=BUCKET, Key=job["upload_key"])["Body"].read() == audio
+
+        # The runner on a second, real S3 implementation: conditional writes included.
+        JobRunner(service, settings, s3).handle(
+            ObjectCreated(BUCKET, job["upload_key"], head["ETag"].strip('"'), head["ContentLength"])
+        )
+        (call,) = receiver.wait_for(1)
     with TestClient(create_app(settings, service)) as api:
         status = api.get(f"/jobs/{job['job_id']}").json()
     assert status["status"] == "completed", status
     assert normalise(status["text"]) in {"1 2 3", "one two three"}
     assert status["source"]["etag"] == head["ETag"].strip('"')
+    assert status["options"]["prompt"] == PROMPT
+    assert all(segment["words"] for segment in status["segments"])
+    assert json.loads(call.body)["status_url"] == job["status_url"]
+    assert status["callback"]["delivered_at"] is not None
     assert s3.get_object(Bucket=BUCKET, Key=job["upload_key"])["Body"].read() == audio
 
 
@@ -230,13 +250,25 @@ def test_upload_over_the_size_limit_is_rejected(weed_settings, service) -> None:
         ("key", "uploads/someone-elses-job", "Policy Condition failed"),
         ("x-amz-meta-language", "de", "Policy Condition failed"),
         ("x-amz-meta-extra", "1", "Extra input fields"),
+        ("x-amz-meta-task", "transcribe", "Policy Condition failed"),
+        ("x-amz-meta-prompt", "another prompt", "Policy Condition failed"),
+        ("x-amz-meta-word-timestamps", "false", "Policy Condition failed"),
+        ("x-amz-meta-callback-url", "http://127.0.0.1:1/someone-else", "Policy Condition failed"),
     ],
 )
 def test_tampered_upload_is_rejected(
     weed_settings, service, field: str, value: str | None, expected: str
 ) -> None:
-    settings = weed_settings()
-    job = create_job(settings, service, language="fr")
+    settings = weed_settings(callback_secret=SECRET, callback_allow_private=True)
+    job = create_job(
+        settings,
+        service,
+        language="fr",
+        task="translate",
+        prompt=PROMPT,
+        word_timestamps="true",
+        callback_url="http://127.0.0.1:9/hook",
+    )
     fields = dict(job["upload"]["fields"])
     if value is None:
         # Flip one character of the signature, or of the base64 policy the signature covers.

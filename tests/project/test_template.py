@@ -120,6 +120,23 @@ def test_api_keys_and_cors_origins_are_stack_parameters() -> None:
     assert not re.fullmatch(keys["AllowedPattern"], "sk one")
 
 
+def test_callback_secret_is_a_masked_stack_parameter() -> None:
+    template = load()
+    secret = template["Parameters"]["CallbackSecret"]
+    assert secret["NoEcho"] is True  # masked by CloudFormation
+    env = the_function(template)["Properties"]["Environment"]["Variables"]
+    assert env["CHATSERVER_CALLBACK_SECRET"] == {"Ref": "CallbackSecret"}
+    assert "CHATSERVER_CALLBACK_SECRET" not in (REPO / "Dockerfile").read_text()
+    # Empty (the default) means no callbacks, as the settings read it; a short key is refused.
+    assert Settings(callback_secret=secret["Default"]).callback_secret is None
+    assert re.fullmatch(secret["AllowedPattern"], "")
+    assert re.fullmatch(secret["AllowedPattern"], "0f" * 32)
+    assert not re.fullmatch(secret["AllowedPattern"], "short")
+    assert not re.fullmatch(secret["AllowedPattern"], "a" * 31 + " " + "b")
+    # The test-only switch never reaches a deployment.
+    assert "CHATSERVER_CALLBACK_ALLOW_PRIVATE" not in json.dumps(template)
+
+
 def test_bucket_is_private_encrypted_and_takes_browser_posts() -> None:
     bucket = load()["Resources"]["AudioBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())

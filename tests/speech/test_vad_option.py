@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from chatserver.api.options import request_options
 from chatserver.speech.audio import SAMPLE_RATE, decode, ffmpeg_executable, write_flac
+from chatserver.speech.options import request_options
 from tests.support.corpus import clip, normalise
 
 JFK = clip("jfk.flac")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..core.invocation import invocation_deadline
 from ..core.logs import object_key, request_id
 from ..jobs.fanout import ChunkMessage
 from ..jobs.s3 import ObjectCreated
@@ -54,6 +55,9 @@ class Dispatcher:
 
     def __call__(self, event: Any, context: Any) -> Any:
         token = request_id.set(getattr(context, "aws_request_id", None) or "-")
+        # Work that must end with the invocation (a job's callback retries) reads this.
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        deadline = invocation_deadline.set(time.monotonic() + remaining() / 1000 if remaining else None)
         try:
             kind = event_kind(event)
             if kind is EventKind.HTTP:
@@ -64,6 +68,7 @@ class Dispatcher:
                 return self._sqs(event["Records"])
             raise _refuse(event)
         finally:
+            invocation_deadline.reset(deadline)
             request_id.reset(token)
 
     def _s3(self, event: dict[str, Any]) -> dict[str, int]:

@@ -299,3 +299,33 @@ class CorsRefused(ChatServerError):
             f"CORS preflight refused ({refused}): the allowed origins are CHATSERVER_CORS_ORIGINS, "
             f"the methods {', '.join(methods)}, the headers Authorization and Content-Type."
         )
+
+
+# --- S3 jobs: options, formats and callbacks (issue 20) --------------------------------------
+
+
+class InvalidMetadata(InvalidOption):
+    """``x-amz-meta-*`` options of an upload that cannot be read: the job ends ``failed``."""
+
+    error_type = "invalid_metadata"
+
+
+class CallbackNotConfigured(ChatServerError):
+    error_type = "callback_not_configured"
+
+    def __init__(self, field: str = "callback_url") -> None:
+        super().__init__(
+            f"{field} needs a signing secret on the server (CHATSERVER_CALLBACK_SECRET), and none is "
+            "configured; leave it out and poll the job's status_url instead."
+        )
+
+
+class InvalidCallbackUrl(ChatServerError):
+    error_type = "invalid_callback_url"
+
+    def __init__(self, url: str, why: str, field: str = "callback_url") -> None:
+        super().__init__(
+            f"{field} {quote_value(url, 80)} {why}. Accepted: an https URL whose host resolves only to "
+            "public addresses (not loopback, private, link-local, multicast, reserved or cloud "
+            "metadata), without user:password@."
+        )

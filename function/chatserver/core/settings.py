@@ -106,6 +106,30 @@ class Settings(BaseSettings):
 
     # --- end of fan-out settings ---
 
+    # --- Job callbacks (issue 20; jobs/callback.py) -----------------------------------------
+    # Signs every callback (X-ChatServer-Signature); without it POST /jobs refuses callback_url.
+    callback_secret: SecretStr | None = None
+    # Local use and tests only: callbacks to loopback and private addresses, and over http.
+    callback_allow_private: bool = False
+    # One attempt (connect, send, read the status line) may take this long...
+    callback_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # ...there are at most this many, the first retry after callback_backoff_s, each later one
+    # after twice the previous wait...
+    callback_max_attempts: int = Field(default=4, ge=1, le=10)
+    callback_backoff_s: float = Field(default=1.0, ge=0, le=60)
+    # ...and all of them together stop after this long (and before the Lambda invocation ends).
+    callback_total_s: float = Field(default=30.0, gt=0, le=300)
+
+    @field_validator("callback_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        # The template passes an empty parameter as "": that means no secret, not an empty key.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # --- end of job callbacks ---------------------------------------------------------------
+
     # --- API keys and CORS (issue 11) -------------------------------------------------------
     # Comma-separated in the environment. SecretStr: no repr, log line or error shows a key.
     # Empty: no key is asked for.

@@ -27,7 +27,7 @@ from .documents import JobError, ProcessingJob, StuckChunk
 from .fanout import ChunkMessage, ChunkPlan, delete_work, part_key, plan_key
 from .parts import PartResult, merge
 from .record import JobRecord
-from .runner import JobRunner
+from .runner import JobRunner, transcribe_options
 from .s3 import get_object, head_object, put_object_if
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class _Chunk:
             message.created_at,
             message.started_at,
             message.count,
+            message.status_url,
         )
         self.job.where = f"{self.job.where} {message.span}"
         self.where = self.job.where
@@ -97,12 +98,14 @@ class _Chunk:
     def _transcribe_chunk(self, receive_count: int) -> None:
         message = self.message
         service = self.context.service
+        # The job's options in every chunk, in the job's language; the prompt in chunk 1 only.
+        options = message.options.model_copy(update={"language": message.language})
         try:
             with temporary_audio_path(self.settings.tmp_dir) as path:
                 self._download(path)
                 transcript = service.transcribe(
                     path,
-                    service.options(message.language),
+                    transcribe_options(service, options, first=message.index == 0),
                     max_seconds=message.end - message.start + _CHUNK_MARGIN_S,
                 )
         except _Gone:

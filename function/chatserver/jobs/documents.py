@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from ..speech.transcript import Segment
+from ..speech.engines import Task
+from ..speech.transcript import DecodedSegment, Segment, Transcript, Word
 
 SCHEMA_VERSION = 1
 
@@ -41,9 +42,61 @@ class Source(BaseModel):
 
 
 class JobOptions(BaseModel):
+    """What the upload asked for (POST /jobs, or its ``x-amz-meta-*`` metadata); part of its version.
+
+    The options added after ``language`` are written only when set: a job without them has the
+    document it had before they existed, byte for byte.
+    """
+
     language: str | None = Field(
         default=None, description="ISO 639-1 code from x-amz-meta-language; null: detected."
     )
+    task: Task = Field(
+        default=Task.transcribe,
+        exclude_if=lambda task: task is Task.transcribe,
+        description="transcribe (the default, then absent), or translate into English.",
+    )
+    prompt: str | None = Field(
+        default=None,
+        exclude_if=lambda prompt: prompt is None,
+        description="Conditions the first window of the recording (of a fanned-out job: chunk 1's).",
+    )
+    word_timestamps: bool = Field(
+        default=False,
+        exclude_if=lambda words: not words,
+        description="Each segment of the result carries its words.",
+    )
+    callback_url: str | None = Field(
+        default=None, exclude_if=lambda url: url is None, description="POSTed to when the result is written."
+    )
+
+
+class JobSegment(Segment):
+    """A segment of a result document; with word_timestamps, with its words."""
+
+    words: list[Word] | None = Field(
+        default=None,
+        # Absent without word_timestamps: such documents stay as they were before words existed.
+        exclude_if=lambda words: words is None,
+        description="Only with word_timestamps: the segment's words, each with start and end.",
+    )
+
+    @classmethod
+    def of(cls, segment: DecodedSegment, words: bool) -> "JobSegment":
+        return cls(
+            start=segment.start,
+            end=segment.end,
+            text=segment.text,
+            words=(segment.words or []) if words else None,
+        )
+
+
+class CallbackDelivery(BaseModel):
+    """How the POST to the job's callback_url went (jobs/callback.py)."""
+
+    attempts: int = Field(default=0, ge=0, description="POSTs made; 0 while the first is on its way.")
+    delivered_at: datetime | None = Field(default=None, description="When the receiver answered 2xx.")
+    last_error: str | None = Field(default=None, description="Why the last attempt failed, if it did.")
 
 
 class JobError(BaseModel):
@@ -94,11 +147,21 @@ class CompletedJob(_RunDocument):
     text: str
     language: str = Field(description="ISO 639-1 code, given or detected.")
     duration: float = Field(description="Seconds of audio transcribed.")
-    segments: list[Segment]
+    segments: list[JobSegment]
     engine: str
     model: str
     finished_at: datetime
     processing_seconds: float
+    callback: CallbackDelivery | None = Field(
+        default=None, exclude_if=lambda value: value is None, description="Only with a callback_url."
+    )
+
+    def transcript(self) -> Transcript:
+        """The result as the renderers of /transcribe take it (GET /jobs/{id}?format=srt...)."""
+        segments = [
+            DecodedSegment(start=s.start, end=s.end, text=s.text, words=s.words) for s in self.segments
+        ]
+        return Transcript(text=self.text, language=self.language, duration=self.duration, segments=segments)
 
 
 class FailedJob(_RunDocument):
@@ -106,6 +169,9 @@ class FailedJob(_RunDocument):
     error: JobError
     finished_at: datetime
     processing_seconds: float
+    callback: CallbackDelivery | None = Field(
+        default=None, exclude_if=lambda value: value is None, description="Only with a callback_url."
+    )
 
 
 JobResult = Annotated[PendingJob | ProcessingJob | CompletedJob | FailedJob, Field(discriminator="status")]

@@ -3,14 +3,19 @@
 An upload longer than ``fanout_min_seconds`` is decoded once by the job runner, cut at silences
 into chunks of at most ``chunk_seconds`` (chunks.py), and every chunk is written as FLAC under
 
-    <work_prefix><job_id>/<etag>.<language or auto>/chunks/NNNN.flac    plan.json    parts/NNNN.json
+    <work_prefix><job_id>/<etag>.<language or auto>[.<options>]/
+        chunks/NNNN.flac    plan.json    parts/NNNN.json
 
 then one message per chunk goes to the chunk queue, whose event source mapping invokes this same
 function (chunk_worker.py transcribes a chunk, writes its part, and the last one merges). The
-version segment (ETag and requested language) keeps a replaced upload's chunks apart from the
-new upload's. Nothing is ever written under the upload or the result prefix from here.
+version segment (ETag, requested language, and a digest of the other options when any is set)
+keeps a replaced upload's chunks apart from the new upload's. Every message carries the job's
+options: each chunk is transcribed with the task and word timestamps asked for, and the prompt
+conditions chunk 1 only, as it conditions only the first window of one pass. Nothing is ever
+written under the upload or the result prefix from here.
 """
 
+import hashlib
 import json
 import logging
 import time
@@ -60,6 +65,7 @@ class ChunkMessage(BaseModel):
     language: str
     created_at: datetime
     started_at: datetime
+    status_url: str | None = Field(default=None, description="For the callback's body (record.py).")
     work: str = Field(description="The version's work prefix, ending in '/'.")
     index: int
     start: float
@@ -85,8 +91,14 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
-def work_prefix(settings: Settings, job_id: str, etag: str, language: str | None) -> str:
-    return f"{settings.work_prefix}{job_id}/{etag}.{language or 'auto'}/"
+def work_prefix(settings: Settings, job_id: str, etag: str, options: JobOptions) -> str:
+    version = f"{etag}.{options.language or 'auto'}"
+    others = options.model_dump(exclude={"language"}, exclude_defaults=True)
+    if others:
+        # The same bytes with other options (metadata replaced in place keeps the ETag) are
+        # another version: its chunks must not mix with this one's.
+        version += "." + hashlib.sha256(json.dumps(others, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{settings.work_prefix}{job_id}/{version}/"
 
 
 def chunk_key(work: str, index: int) -> str:
@@ -207,12 +219,19 @@ class FanOut:
                 raise RuntimeError(f"SQS refused {len(failed)} chunk messages: {failed[:3]}")
 
     def plan(
-        self, bucket: str, job_id: str, source: Source, options: JobOptions, samples: np.ndarray
+        self,
+        bucket: str,
+        job_id: str,
+        source: Source,
+        options: JobOptions,
+        language: str | None,
+        samples: np.ndarray,
     ) -> tuple[ChunkPlan, str, float]:
-        """Cut and store one upload; returns the plan, its work prefix and the split's seconds."""
+        """Cut and store one upload (``language``: the checked code of the requested one);
+        returns the plan, its work prefix and the split's seconds."""
         started = time.perf_counter()
-        language = self.language(samples, options.language)
-        work = work_prefix(self.settings, job_id, source.etag, options.language)
+        language = self.language(samples, language)
+        work = work_prefix(self.settings, job_id, source.etag, options)
         cuts = self.cut(samples)
         self._log_cuts(job_id, samples, cuts)
         planned = self.write_chunks(bucket, work, samples, cuts)
@@ -228,7 +247,14 @@ class FanOut:
         return plan, work, time.perf_counter() - started
 
     def messages(
-        self, bucket: str, key: str, plan: ChunkPlan, work: str, created_at: datetime, started_at: datetime
+        self,
+        bucket: str,
+        key: str,
+        plan: ChunkPlan,
+        work: str,
+        created_at: datetime,
+        started_at: datetime,
+        status_url: str | None = None,
     ) -> list[ChunkMessage]:
         return [
             ChunkMessage(
@@ -239,6 +265,7 @@ class FanOut:
                 language=plan.language,
                 created_at=created_at,
                 started_at=started_at,
+                status_url=status_url,
                 work=work,
                 index=chunk.index,
                 start=chunk.start,

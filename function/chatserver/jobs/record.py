@@ -3,8 +3,8 @@
 Delivery is at least once, and a job's document may be written by several deliveries at once,
 on several machines (the runner, its retries, the chunk workers of a fanned-out upload):
 
-- An upload version is its ETag plus its requested options. A completed or failed result for
-  the same version means the work is done.
+- An upload version is its ETag plus its requested options (metadata.py), including any it
+  refused. A completed or failed result for the same version means the work is done.
 - Every write is a whole-document PutObject made conditional on the result ETag this delivery
   last saw (``If-None-Match: *`` when there was none). A write that loses re-reads and decides:
   a finished result for the same version wins over this delivery's work; a completed result
@@ -12,6 +12,10 @@ on several machines (the runner, its retries, the chunk workers of a fanned-out 
   this delivery's upload is still the current object.
 - The final write checks first that the upload is still the version this delivery worked on,
   so a delivery for a replaced upload never writes over the newer upload's result.
+- With a ``callback_url``, the writer of the final result calls it back once that write has
+  succeeded (callback.py), then records the delivery with one more write conditional on the
+  result it wrote: if anything replaced that result meanwhile, the record is dropped, never
+  the newer document.
 """
 
 import logging
@@ -22,15 +26,19 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from ..core.errors import InvalidMetadata
 from ..core.settings import Settings
 from ..speech.service import TranscriptionService
 from ..speech.transcript import Transcript
+from .callback import CallbackSender
 from .documents import (
+    CallbackDelivery,
     CompletedJob,
     FailedJob,
     JobError,
     JobOptions,
     JobResult,
+    JobSegment,
     ProcessingJob,
     RunResult,
     Source,
@@ -38,8 +46,9 @@ from .documents import (
     TerminalResult,
     utc_now,
 )
+from .metadata import read_metadata
 from .s3 import S3Client, bare_etag, head_object
-from .store import LANGUAGE_METADATA, ResultStore, WriteConflict, result_key
+from .store import ResultStore, WriteConflict, result_key
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +65,23 @@ class JobContext:
     service: TranscriptionService
     s3: S3Client
     results: ResultStore
+    callbacks: CallbackSender
 
 
 @dataclass(frozen=True)
 class UploadHead:
-    """The upload as it is now: its version, size, requested options and upload time."""
+    """The upload as it is now: its version, size, requested options and upload time.
+
+    ``refused`` says which metadata values could not be read (the job fails with it);
+    ``status_url`` is what POST /jobs stored for the callback's body.
+    """
 
     etag: str
     size: int
     options: JobOptions
     last_modified: datetime
+    refused: str | None = None
+    status_url: str | None = None
 
 
 class Superseded(Exception):
@@ -83,7 +99,7 @@ class JobRecord:
 
     ``source``, ``options``, ``created_at`` and ``started_at`` are set once the upload has been
     looked at (``begin``) or come from a chunk message (``resume``). Not shared between threads,
-    except with its own heartbeat, which is stopped before the final write.
+    except with its heartbeat (heartbeat.py), which is stopped before the final write.
     """
 
     def __init__(self, context: JobContext, bucket: str, key: str) -> None:
@@ -98,6 +114,8 @@ class JobRecord:
         self.chunks = 1
         self.stuck: list[StuckChunk] = []
         self.stopped = threading.Event()  # set when another writer made this delivery moot
+        self.refused: str | None = None
+        self.status_url = f"s3://{bucket}/{self.result_key}"
         self.source: Source
         self.options: JobOptions
         self.created_at: datetime
@@ -108,6 +126,8 @@ class JobRecord:
         """This delivery works on the upload version ``head`` describes, from now."""
         self.source = Source(bucket=self.bucket, key=self.key, etag=head.etag, size=head.size)
         self.options = head.options
+        self.refused = head.refused
+        self.status_url = head.status_url or self.status_url
         self.created_at = head.last_modified
         self.started_at = utc_now()
         self.clock = time.perf_counter()
@@ -121,11 +141,13 @@ class JobRecord:
         created_at: datetime,
         started_at: datetime,
         chunks: int,
+        status_url: str | None = None,
     ) -> "JobRecord":
         """The job of a fanned-out upload, as a chunk worker continues it on another machine."""
         job = cls(context, source.bucket, source.key)
         job.source = source
         job.options = options
+        job.status_url = status_url or job.status_url
         job.created_at = created_at
         job.started_at = started_at
         job.chunks = chunks
@@ -139,20 +161,31 @@ class JobRecord:
         response = head_object(self.context.s3, self.bucket, self.key)
         if response is None:
             return None
-        language = response.get("Metadata", {}).get(LANGUAGE_METADATA, "").strip() or None
+        read = read_metadata(response.get("Metadata", {}), self.context.settings)
         return UploadHead(
             bare_etag(response["ETag"]),
             response["ContentLength"],
-            JobOptions(language=language),
+            read.options,
             response["LastModified"],
+            read.refused,
+            read.status_url,
         )
 
     def same_upload(self, doc: RunResult) -> bool:
-        return doc.source.etag == self.source.etag and doc.options == self.options
+        return (
+            doc.source.etag == self.source.etag
+            and doc.options == self.options
+            and _refused(doc) == self.refused
+        )
 
     def source_is_current(self) -> bool:
         head = self.head()
-        return head is not None and head.etag == self.source.etag and head.options == self.options
+        return (
+            head is not None
+            and head.etag == self.source.etag
+            and head.options == self.options
+            and head.refused == self.refused
+        )
 
     # --- the document --------------------------------------------------------------------------
     def read(self) -> JobResult | None:
@@ -199,9 +232,27 @@ class JobRecord:
                 self.bucket,
                 self.result_key,
             )
+            self._call_back(doc)
             return True
         logger.info("%s: another delivery wrote the result first; ours dropped", self.where)
         return False
+
+    def _call_back(self, doc: TerminalResult) -> None:
+        """Deliver the callback, then record how it went over the result just written."""
+        if not self.options.callback_url or doc.callback is None:
+            return
+        error = doc.error if isinstance(doc, FailedJob) else None
+        delivery = self.context.callbacks.deliver(
+            self.options.callback_url, self.job_id, doc.status, self.status_url, error
+        )
+        recorded = doc.model_copy(update={"callback": delivery, "updated_at": utc_now()})
+        try:
+            self.seen = self.context.results.write(self.bucket, self.result_key, recorded, replaces=self.seen)
+        except WriteConflict:
+            logger.info("%s: the result changed during the callback; delivery not recorded", self.where)
+        except Exception as exc:
+            # The result itself is written: a lost delivery record must not make Lambda retry.
+            logger.warning("%s: callback delivery not recorded: %s", self.where, exc)
 
     def _after_conflict(self, current: JobResult | None, ours: RunResult) -> _Decision:
         if not isinstance(current, RunResult):
@@ -224,7 +275,12 @@ class JobRecord:
         }
 
     def _finished_fields(self) -> dict[str, Any]:
-        return {"finished_at": utc_now(), "processing_seconds": round(time.perf_counter() - self.clock, 3)}
+        return {
+            "finished_at": utc_now(),
+            "processing_seconds": round(time.perf_counter() - self.clock, 3),
+            # Attempts 0: the callback is on its way (finish delivers it and records how it went).
+            "callback": CallbackDelivery() if self.options.callback_url else None,
+        }
 
     def processing(self) -> ProcessingJob:
         return ProcessingJob(**self._run_fields(), progress=round(self.progress, 4), stuck=self.stuck)
@@ -237,7 +293,7 @@ class JobRecord:
             text=transcript.text,
             language=transcript.language,
             duration=transcript.duration,
-            segments=transcript.public_segments(),
+            segments=[JobSegment.of(s, self.options.word_timestamps) for s in transcript.segments],
             engine=engine.name,
             model=engine.model,
         )
@@ -246,36 +302,11 @@ class JobRecord:
         return FailedJob(**self._run_fields(), **self._finished_fields(), error=error)
 
 
-class Heartbeat:
-    """Rewrites the processing document every ``interval`` seconds while the engine runs.
-
-    A thread rather than the engine's progress callback: the callback comes once per segment,
-    and decoding or one slow segment can take longer than the interval. Another writer's
-    finished result sets ``job.stopped``.
-    """
-
-    def __init__(self, job: JobRecord, interval: float) -> None:
-        self.job = job
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.job_id[:40]}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        # Joined before the final write, so the two never race on the job's last-seen ETag.
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                if not self.job.write(self.job.processing()):
-                    self.job.stopped.set()
-                    return
-            except Exception as exc:
-                # A missed heartbeat only makes the progress older; the final write surfaces
-                # S3 trouble that lasts.
-                logger.warning("%s: progress not written: %s", self.job.where, exc)
+def _refused(doc: RunResult) -> str | None:
+    """The metadata refusal a failed result was written for; None for any other result."""
+    if isinstance(doc, FailedJob) and doc.error.type == InvalidMetadata.error_type:
+        return doc.error.message
+    return None
 
 
 def _status(doc: JobResult | None) -> str:

@@ -7,12 +7,14 @@ late, for the same or an older upload (the document's rules are in record.py):
   duplicate reads one small document and stops.
 - The source is read with ``If-Match: <event ETag>``, so a delivery for a replaced upload
   transcribes nothing.
-- Permanent errors (undecodable, too large, too long, bad language) become a ``failed`` result
-  and the runner returns. Anything else raises, so Lambda retries and then dead-letters the
-  event; the ``processing`` document left behind is replaced by the retry.
+- Permanent errors (undecodable, too large, too long, bad language, metadata options that cannot
+  be read) become a ``failed`` result and the runner returns. Anything else raises, so Lambda
+  retries and then dead-letters the event; the ``processing`` document left behind is replaced
+  by the retry.
 - The runner only ever reads the upload: it never writes, copies or deletes under the upload prefix.
 - With a chunk queue configured, an upload longer than ``fanout_min_seconds`` is cut into
   chunks and fanned out (fanout.py); chunk_worker.py finishes the job under the same rules.
+- The writer of the final result calls the job's ``callback_url`` back (record.py, callback.py).
 """
 
 import logging
@@ -20,14 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ChatServerError, ObjectTooLarge
+from ..core.errors import ChatServerError, InvalidMetadata, ObjectTooLarge
 from ..core.settings import Settings
 from ..speech.audio import save_stream, temporary_audio_path
+from ..speech.engines import TranscribeOptions
+from ..speech.options import request_options
 from ..speech.service import TranscriptionService
 from ..speech.transcript import Transcript
-from .documents import JobError
+from .callback import CallbackSender
+from .documents import JobError, JobOptions
 from .fanout import FanOut
-from .record import Heartbeat, JobContext, JobRecord, Superseded
+from .heartbeat import Heartbeat
+from .record import JobContext, JobRecord, Superseded
 from .s3 import ObjectCreated, S3Client, get_object, make_s3_client
 from .store import ResultStore
 
@@ -39,7 +45,7 @@ class JobRunner:
         self, service: TranscriptionService, settings: Settings, s3_client: S3Client | None = None
     ) -> None:
         s3 = s3_client if s3_client is not None else make_s3_client(settings)
-        self.context = JobContext(settings, service, s3, ResultStore(s3))
+        self.context = JobContext(settings, service, s3, ResultStore(s3), CallbackSender(settings))
         self.fanout = FanOut(settings, s3, service) if settings.chunk_queue_url else None
 
     @property
@@ -86,6 +92,10 @@ class _Delivery:
                 "%s: already %s for ETag %s; duplicate event ignored", self.where, stored.status, head.etag
             )
             return
+        if job.refused:
+            logger.info("%s: failed for good, the upload's metadata: %s", self.where, job.refused)
+            job.finish(job.failed(JobError(type=InvalidMetadata.error_type, message=job.refused)))
+            return
         try:
             transcript = self._transcribe()
             if transcript is None:
@@ -107,7 +117,7 @@ class _Delivery:
     def _transcribe(self) -> Transcript | None:
         job, service = self.job, self.runner.context.service
         # Options and size are checked before anything is downloaded, so bad uploads fail cheaply.
-        options = service.options(job.options.language)
+        options = transcribe_options(service, job.options)
         if job.source.size > self.settings.max_job_upload_bytes:
             raise ObjectTooLarge(job.source.size, self.settings.max_job_upload_bytes)
         with temporary_audio_path(self.settings.tmp_dir) as path:
@@ -115,7 +125,7 @@ class _Delivery:
             if not job.write(job.processing()):
                 raise Superseded("another delivery or a newer upload owns the result")
             samples = service.decode(path, self.settings.max_job_audio_seconds)
-        if self._fanned_out(samples):
+        if self._fanned_out(samples, options):
             return None
         heartbeat = Heartbeat(job, self.settings.progress_interval_s)
         try:
@@ -126,17 +136,21 @@ class _Delivery:
             raise Superseded("another delivery finished first or the upload was replaced")
         return transcript
 
-    def _fanned_out(self, samples: np.ndarray) -> bool:
+    def _fanned_out(self, samples: np.ndarray, options: TranscribeOptions) -> bool:
         """Cut a long upload into chunks and queue them; False: transcribe it here in one pass."""
         fanout, job = self.runner.fanout, self.job
         if fanout is None or not fanout.wanted(samples):
             return False
-        plan, work, split_s = fanout.plan(job.bucket, job.job_id, job.source, job.options, samples)
+        plan, work, split_s = fanout.plan(
+            job.bucket, job.job_id, job.source, job.options, options.language, samples
+        )
         job.chunks = len(plan.chunks)
         # Written before the messages go, so no worker's progress is overwritten by this 0.
         if not job.write(job.processing()):
             raise Superseded("another delivery or a newer upload owns the result")
-        fanout.send(fanout.messages(job.bucket, job.key, plan, work, job.created_at, job.started_at))
+        fanout.send(
+            fanout.messages(job.bucket, job.key, plan, work, job.created_at, job.started_at, job.status_url)
+        )
         logger.info(
             "%s: %.0f s of %s audio cut into %d chunks in %.2f s and queued, work at s3://%s/%s",
             self.where,
@@ -168,3 +182,20 @@ class _Delivery:
         if self.job.stopped.is_set():
             # Raising inside the engine's loop is the only way to stop it early.
             raise Superseded("another delivery finished first or the upload was replaced")
+
+
+def transcribe_options(
+    service: TranscriptionService, options: JobOptions, *, first: bool = True
+) -> TranscribeOptions:
+    """A job's options checked as /transcribe checks a request's (a bad one: a failed result).
+
+    ``first=False`` for the chunks after the first of a fanned-out job: the prompt conditions
+    the first window of the recording only, as it does in one pass.
+    """
+    return request_options(
+        service,
+        options.language,
+        task=options.task,
+        prompt=options.prompt if first else None,
+        word_timestamps=options.word_timestamps,
+    )

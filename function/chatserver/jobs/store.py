@@ -12,14 +12,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..core.errors import StorageUnavailable
 from ..core.settings import Settings
-from .documents import JobResult, PendingJob, parse_result, utc_now
+from .documents import JobOptions, JobResult, PendingJob, parse_result, utc_now
+from .metadata import metadata_fields
 from .s3 import S3Client, get_object, put_object_if
 
 logger = logging.getLogger(__name__)
 
 # 128 random bits: ids are the only thing that guards a job's status, so they must be unguessable.
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-LANGUAGE_METADATA = "language"  # sent as the x-amz-meta-language header or POST field
 
 
 def new_job_id() -> str:
@@ -106,18 +106,19 @@ class JobStore:
             raise RuntimeError("JobStore needs settings.bucket")
         return self.settings.bucket
 
-    def create(self, language: str | None) -> tuple[str, PendingJob, PresignedPost]:
-        job_id = new_job_id()
+    def create(
+        self, job_id: str, options: JobOptions, status_url: str | None = None
+    ) -> tuple[PendingJob, PresignedPost]:
+        """The pending marker and the presigned POST of a new job (``job_id``: ``new_job_id()``)."""
         key = upload_key(self.settings, job_id)
         expiry = self.settings.presign_expiry_s
         pending = PendingJob(job_id=job_id, upload_expires_at=utc_now() + timedelta(seconds=expiry))
-        fields: dict[str, str] = {}
-        # Every field must appear in the policy, so a client can neither add metadata nor change
-        # the key or the language it asked for.
+        # The options travel as the object's metadata (metadata.py), the only thing the runner
+        # sees. Every field must appear in the policy, so a client can neither add metadata nor
+        # change the key or the options it asked for (a callback_url among them).
+        fields = metadata_fields(options, status_url)
         conditions: list[Any] = [["content-length-range", 1, self.settings.max_job_upload_bytes]]
-        if language:
-            fields[f"x-amz-meta-{LANGUAGE_METADATA}"] = language
-            conditions.append({f"x-amz-meta-{LANGUAGE_METADATA}": language})
+        conditions += [{name: value} for name, value in fields.items()]
         try:
             # The marker makes GET /jobs/{id} tell "pending" from "unknown" before any upload.
             ResultStore(self.s3).write(self.bucket, result_key(self.settings, key), pending, replaces=None)
@@ -128,7 +129,7 @@ class JobStore:
             logger.error("could not create job %s in s3://%s: %s", job_id, self.bucket, exc)
             raise StorageUnavailable() from exc
         logger.info("job %s created: upload to s3://%s/%s within %d s", job_id, self.bucket, key, expiry)
-        return job_id, pending, PresignedPost(url=post["url"], fields=post["fields"])
+        return pending, PresignedPost(url=post["url"], fields=post["fields"])
 
     def get(self, job_id: str) -> Stored:
         key = result_key(self.settings, upload_key(self.settings, job_id))

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ...core.errors import ACCEPTED_FORMATS, InvalidOption, ModelNotFound, UnknownModel, UnsupportedOption
 from ...speech.engines import Task
+from ...speech.options import MAX_PROMPT_CHARS, request_options
 from ...speech.segmentation import SpeechDetection
 from ...speech.service import TranscriptionService
 from ...speech.transcript import Transcript, render_text
@@ -32,7 +33,6 @@ from ..openai_schemas import (
     verbose_segments,
 )
 from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, text_content
-from ..options import MAX_PROMPT_CHARS, request_options
 from ..running import transcribe_upload
 from ..streaming import stream_transcription
 

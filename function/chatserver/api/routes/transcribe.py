@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ...core.errors import ACCEPTED_FORMATS, InvalidOption
 from ...speech.engines import Task
+from ...speech.options import MAX_PROMPT_CHARS, request_options
 from ...speech.transcript import (
     ResponseFormat,
     TranscriptionResponse,
@@ -18,7 +19,6 @@ from ...speech.transcript import (
 )
 from ..dependencies import ServiceDep, SlotsDep
 from ..openapi import BODY_ERRORS, COMMON_ERRORS, error_responses, transcription_responses
-from ..options import MAX_PROMPT_CHARS, request_options
 from ..running import transcribe_upload
 
 router = APIRouter()

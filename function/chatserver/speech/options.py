@@ -1,9 +1,13 @@
-"""The decoding options a request may set, checked before any audio is read."""
+"""The decoding options a caller may set, checked before any audio is read.
+
+Every caller checks them here: the HTTP routes (api/), and the S3 jobs (jobs/), whose options
+come from POST /jobs or from the upload's ``x-amz-meta-*`` metadata.
+"""
 
 from ..core.errors import InvalidOption
-from ..speech.engines import Task, TranscribeOptions
-from ..speech.segmentation import SpeechDetection
-from ..speech.service import TranscriptionService
+from .engines import Task, TranscribeOptions
+from .segmentation import SpeechDetection
+from .service import TranscriptionService
 
 # Whisper conditions on at most 224 prompt tokens and keeps the last ones; a few thousand
 # characters is far past that and still bounds what a form field can make us hold.
