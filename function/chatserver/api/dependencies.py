@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from ..core.errors import RepeatedField, S3NotConfigured
 from ..core.settings import Settings
@@ -44,8 +45,11 @@ def get_job_store(request: Request) -> JobStore:
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 
 
-async def one_file_part(request: Request) -> None:
+async def one_file_part(connection: HTTPConnection) -> None:
     """Refuses a second ``file`` part instead of silently transcribing the last one."""
+    if not isinstance(connection, Request):
+        return  # a WebSocket (/v1/realtime): no form
+    request = connection
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None:
         return  # the route reads no form: nothing was parsed, nothing to check
