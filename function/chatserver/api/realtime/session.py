@@ -64,6 +64,10 @@ class Session:
         self.provisional_stop: tuple[str | None, threading.Event] | None = None
         self._send_lock = anyio.Lock()
         self.audio_in_s = 0.0
+        # How far the audio is ahead of real time: each append adds its length, time takes it
+        # away. A recording streamed faster than it plays gets no provisional words.
+        self.lead_s = 0.0
+        self._last_append = time.monotonic()
         self.process_s = 0.0  # resampling and VAD: CPU per audio second, for the log line
 
     # --- the connection ------------------------------------------------------------------------
@@ -163,6 +167,9 @@ class Session:
         seconds = len(pcm) / INPUT_BYTES_PER_SECOND
         self.pace.spend(seconds)
         self.audio_in_s += seconds
+        now = time.monotonic()
+        self.lead_s = max(0.0, self.lead_s - (now - self._last_append)) + seconds
+        self._last_append = now
         samples, probabilities = await anyio.to_thread.run_sync(self._process, pcm)
         self.buffer.append(samples)
         if self.detector is None:

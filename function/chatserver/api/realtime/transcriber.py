@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 # A provisional decode needs this much of the turn: on less, Whisper tends to invent a word.
 MIN_PROVISIONAL_S = 1.0
+# Audio further ahead of real time than this is a recording sent faster than it plays, not
+# someone speaking: its turns get their final text only, and the decodes are not shared with
+# provisional ones (which would also delay each final by the piece they are decoding).
+MAX_LEAD_S = 2.0
 
 
 class Transcriber:
@@ -58,7 +62,7 @@ class Transcriber:
     def _provisional_wait(self) -> float | None:
         """Seconds until the next provisional decode; None: none until something changes."""
         session = self.session
-        if session.config.transcription is None or session.item_id is None:
+        if session.config.transcription is None or session.item_id is None or session.lead_s > MAX_LEAD_S:
             return None
         start = session.turn_start if session.turn_start is not None else session.buffer.start
         if (
