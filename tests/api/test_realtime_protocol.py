@@ -170,7 +170,7 @@ def next_event(socket, kind: str) -> dict:
         ('{"no": "type"}', "invalid_event", "type", 'string "type"'),
         ('{"type": "response.create", "event_id": "r1"}', "invalid_event", "type", "transcribes only"),
         ('{"type": "input_audio_buffer.append", "audio": "%%%"}', "invalid_event", "audio", "base64"),
-        ('{"type": "session.update", "session": {"type": "realtime"}}', "invalid_option", "session.type", "transcription"),
+        ('{"type": "session.update", "session": {"type": "realtime"}}', "invalid_option", "session.type", "only"),
     ],
 )  # fmt: skip
 def test_a_malformed_event_gets_an_error_naming_it_and_the_session_goes_on(
