@@ -27,7 +27,8 @@ from tests.support.servers import Server, uvicorn_server
 
 JFK = clip("jfk.flac")
 ONE_TWO_THREE = clip("sr_english.wav")
-BODY_TIMEOUT_S = 2  # the HTTP body deadline: a WebSocket must outlive it
+BODY_TIMEOUT_S = 2
+REALTIME_UPDATE = json.dumps({"type": "session.update", "session": {"type": "realtime"}})  # the HTTP body deadline: a WebSocket must outlive it
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def next_event(socket, kind: str) -> dict:
         ('{"no": "type"}', "invalid_event", "type", 'string "type"'),
         ('{"type": "response.create", "event_id": "r1"}', "invalid_event", "type", "transcribes only"),
         ('{"type": "input_audio_buffer.append", "audio": "%%%"}', "invalid_event", "audio", "base64"),
-        ('{"type": "session.update", "session": {"type": "realtime"}}', "invalid_option", "session.type", "only"),
+        (REALTIME_UPDATE, "invalid_option", "session.type", "only"),
     ],
 )  # fmt: skip
 def test_a_malformed_event_gets_an_error_naming_it_and_the_session_goes_on(
