@@ -27,8 +27,8 @@ from tests.support.servers import Server, uvicorn_server
 
 JFK = clip("jfk.flac")
 ONE_TWO_THREE = clip("sr_english.wav")
-BODY_TIMEOUT_S = 2
-REALTIME_UPDATE = json.dumps({"type": "session.update", "session": {"type": "realtime"}})  # the HTTP body deadline: a WebSocket must outlive it
+BODY_TIMEOUT_S = 2  # the HTTP body deadline: a WebSocket must outlive it
+REALTIME_UPDATE = json.dumps({"type": "session.update", "session": {"type": "realtime"}})
 
 
 @pytest.fixture(scope="module")
