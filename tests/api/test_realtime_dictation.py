@@ -135,14 +135,18 @@ def test_two_sentences_give_two_turns_with_words_while_speaking_and_final_text_a
     (ARTIFACTS / "realtime-dictation.json").write_text(json.dumps(measured, indent=1))
 
     assert live_wer <= http_wer + 0.05, measured
-    # The issue: the final text within 1 s of the end of a turn of up to 10 s on this machine.
-    # Asserted as a ratio to one /transcribe of both sentences (which does more work than one
-    # turn's final decode), so that a loaded machine does not fail it; measured in the JSON.
-    bound = max(1.0, 1.5 * baseline["wall_s"])
+    # The issue: the final text within 1 s of the end of a turn of up to 10 s on this machine
+    # (measured in the JSON). Asserted as a ratio to one /transcribe of both sentences, so that
+    # a loaded machine does not fail it: the turn's final decode may wait for the provisional
+    # decode running when the turn ended, so twice that.
+    bound = max(1.0, 2.0 * baseline["wall_s"])
     for turn in turns:
         assert turn["turn_end_to_completed_s"] <= bound, measured
-        # A provisional decode needs 1 s of the turn, then at most one a second.
-        assert turn["speech_to_first_delta_s"] <= 2.0 + bound, measured
+        # A provisional decode needs 1 s of the turn; it may wait for the previous turn's
+        # final decode and for one provisional decode that found nothing to add yet.
+        assert turn["speech_to_first_delta_s"] <= 1.0 + 3 * bound, measured
+    # Words on screen while the first sentence (10.6 s) is still being spoken.
+    assert turns[0]["speech_to_first_delta_s"] < turns[0]["speech_s"], measured
     # Provisional decodes cost more than one decode of the whole, but a session keeps up with
     # real time on one core with room to spare.
     assert measured["cpu_per_audio_s_live"] < 0.75, measured

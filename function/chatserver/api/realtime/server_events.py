@@ -16,6 +16,10 @@ from ...core.errors import ChatServerError
 _ALPHABET = string.ascii_letters + string.digits
 
 
+class ClientLeft(Exception):
+    """An event could not be sent: the connection is closed."""
+
+
 def new_id(prefix: str) -> str:
     return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(21))
 

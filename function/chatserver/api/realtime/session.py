@@ -35,10 +35,6 @@ MIN_COMMIT_S = 0.1  # OpenAI refuses a commit of less (input_audio_buffer_commit
 Ending = Literal["client_left", "idle"]
 
 
-class ClientLeft(Exception):
-    """A send found the connection closed."""
-
-
 class Session:
     def __init__(
         self, websocket: WebSocket, service: TranscriptionService, slots: Slots, settings: Settings
@@ -59,6 +55,7 @@ class Session:
         self._restart_detection()
         self.previous_item: str | None = None
         self.finals: deque[Turn] = deque()
+        self.final_running = False
         self.wake = anyio.Event()
         # The running provisional decode's turn and stop flag (transcriber.py), if one runs.
         self.provisional_stop: tuple[str | None, threading.Event] | None = None
@@ -80,7 +77,7 @@ class Session:
             tasks.start_soon(Transcriber(self).run)
             try:
                 ending = await self._read()
-            except ClientLeft:
+            except out.ClientLeft:
                 pass
             finally:
                 self.decodes.closed.set()  # before the cancel: a running decode stops now
@@ -93,7 +90,7 @@ class Session:
                 await self.websocket.send_text(event.model_dump_json())
             except (WebSocketDisconnect, OSError, RuntimeError) as gone:
                 self.decodes.closed.set()
-                raise ClientLeft() from gone
+                raise out.ClientLeft() from gone
 
     async def send_error(
         self, error: ChatServerError, param: str | None = None, event_id: str | None = None
@@ -108,6 +105,8 @@ class Session:
                 with anyio.fail_after(self.settings.realtime_idle_timeout_s):
                     message = await self.websocket.receive()
             except TimeoutError:
+                if self.finals or self.final_running:
+                    continue  # the client waits for a final text: it is not idle
                 return "idle"
             if message["type"] == "websocket.disconnect":
                 return "client_left"

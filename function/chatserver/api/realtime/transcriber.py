@@ -1,6 +1,7 @@
 """A session's decoder task: final decodes of committed turns first, in order; else, while a
 turn is open, a provisional decode of it at most every ``realtime_partial_interval_s``."""
 
+import contextlib
 import logging
 import math
 import threading
@@ -39,6 +40,10 @@ class Transcriber:
         self._sent_words = 0
 
     async def run(self) -> None:
+        with contextlib.suppress(out.ClientLeft):  # the reader sees the disconnect, ends the session
+            await self._loop()
+
+    async def _loop(self) -> None:
         session = self.session
         while not session.decodes.closed.is_set():
             if session.finals:
@@ -116,6 +121,7 @@ class Transcriber:
         session = self.session
         language = session.config.transcription.language if session.config.transcription else None
         options = self._options(language)
+        session.final_running = True
         try:
             transcript = await session.decodes.run(turn.samples, options, wait=True)
         except Stopped:
@@ -141,6 +147,8 @@ class Transcriber:
                 turn, out.ErrorDetail(type="server_error", code="internal_error", message=message)
             )
             return
+        finally:
+            session.final_running = False
         self.language = self.language if language else transcript.language
         logger.info(
             "session %s: %s: %.2f s of audio transcribed (%s)",
