@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         http=protocol_with_deadlines(settings),
+        # Live dictation (/v1/realtime): the websockets library's protocol, and no message larger
+        # than two base64 appends at the limit, which the session refuses with an error event; a
+        # larger one closes the connection (1009) before it is held in memory.
+        ws="websockets-sansio",
+        ws_max_size=2 * (settings.realtime_max_append_bytes * 4 // 3) + 64 * 1024,
         # RequestContext writes the access log, with request ids and 499/408 where they apply.
         access_log=False,
         log_config=None,  # our handlers (logs.py) on the root logger, uvicorn's lines included

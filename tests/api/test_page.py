@@ -324,12 +324,12 @@ def test_keyboard_focus_order_and_visible_focus(browser: Browser, plain: Server)
     with open_page(browser, f"{plain.url}/") as tab:
         page = tab.page
         order = []
-        for _ in range(5):
+        for _ in range(6):
             page.keyboard.press("Tab")
             order.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
             outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
             assert outline != "none", (order[-1], outline)
-        assert order == ["language", "translate", "record", "file", "A"], order
+        assert order == ["language", "translate", "record", "dictate", "file", "A"], order
         # The result area is announced: a live region, and status messages in role=status.
         assert page.get_attribute("#result", "aria-live") == "polite"
         assert page.get_attribute("#status", "role") == "status"

@@ -114,6 +114,12 @@ def test_the_pages_upload_limit_is_the_largest_body_that_reaches_the_function(ap
     assert response.json()["error"]["type"] == "unsupported_media"
 
 
+def test_config_offers_no_live_dictation_through_api_gateway(api: str) -> None:
+    """API Gateway's REST API cannot hold a WebSocket: the page is told not to show Live."""
+    config = httpx.get(f"{api}/config", timeout=60).json()
+    assert (config["live"], config["live_max_session_s"]) == (False, None)
+
+
 def test_events_have_the_shape_of_api_gateways_sample() -> None:
     sample = events.load_event("api-v1.json")
     event = gateway.rest_event(

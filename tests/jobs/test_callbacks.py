@@ -28,11 +28,11 @@ from moto import mock_aws
 
 from chatserver.api.app import create_app
 from chatserver.aws_lambda.dispatch import Dispatcher
-from chatserver.core.errors import InvalidCallbackUrl
 from chatserver.core.settings import Settings
 from chatserver.jobs.callback import CallbackSender
 from chatserver.jobs.callback_url import check_callback
 from chatserver.jobs.documents import CompletedJob, FailedJob
+from chatserver.jobs.errors import InvalidCallbackUrl
 from chatserver.jobs.runner import JobRunner
 from chatserver.jobs.s3 import ObjectCreated, make_s3_client
 from chatserver.speech.service import TranscriptionService

@@ -12,11 +12,13 @@ from .dependencies import one_file_part
 from .error_handlers import install_error_handlers
 from .fields import declared_fields_only
 from .middleware import BodySizeLimit, HeadAsGet, RequestContext, UploadLimit
+from .realtime.limits import SessionCount
 from .routes.detect import router as detect_router
 from .routes.health import router as health_router
 from .routes.jobs import router as jobs_router
 from .routes.openai import router as openai_router
 from .routes.page import router as page_router
+from .routes.realtime import router as realtime_router
 from .routes.transcribe import router as transcribe_router
 from .slots import Slots
 
@@ -42,12 +44,14 @@ def create_app(settings: Settings, service: TranscriptionService | None = None) 
     app.state.settings = settings
     app.state.service = service or TranscriptionService.from_settings(settings)
     app.state.slots = Slots(settings.max_concurrent_jobs, settings.max_queued_jobs)
+    app.state.live_sessions = SessionCount(settings.realtime_max_sessions, settings.retry_after_s)
     app.include_router(transcribe_router)
     app.include_router(health_router)
     app.include_router(jobs_router)
     app.include_router(detect_router)
     app.include_router(openai_router)
     app.include_router(page_router)
+    app.include_router(realtime_router)  # a WebSocket: not in the OpenAPI document
     install_error_handlers(app)
     # The count of uploads being received inside the size limit, so that a body refused by
     # its Content-Length is never counted.

@@ -1,4 +1,5 @@
-"""API keys (``Authorization: Bearer``) and CORS, both optional and both off by default."""
+"""API keys (``Authorization: Bearer``, or a WebSocket subprotocol) and CORS, both optional and
+both off by default."""
 
 import hmac
 import logging
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..core.errors import ChatServerError, CorsRefused, InvalidApiKey
 from ..core.settings import Settings
@@ -63,6 +65,38 @@ class _Cors(CORSMiddleware):
         await response(scope, receive, send)
 
 
+# Browsers cannot set headers on a WebSocket: OpenAI's browser clients offer the key as a
+# subprotocol instead, beside "realtime" (which is the one the server selects).
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
+def sent_key(scope: Scope) -> str:
+    """The key a request carries: ``Authorization: Bearer``, or on a WebSocket the subprotocol."""
+    scheme, _, sent = Headers(scope=scope).get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and sent.strip():
+        return sent.strip()
+    if scope["type"] == "websocket":
+        for offered in scope.get("subprotocols", []):
+            if offered.startswith(KEY_SUBPROTOCOL):
+                return offered[len(KEY_SUBPROTOCOL) :]
+    return ""
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, missing: bool) -> None:
+    """A 401 with the error body instead of the handshake, before any message is read; a bare
+    close (an HTTP 403) where the server cannot send a response of its own."""
+    error = InvalidApiKey(missing=missing)
+    message = f"{error.message[:-1]}, or the subprotocol '{KEY_SUBPROTOCOL}<key>' on a WebSocket."
+    socket = WebSocket(scope, receive, send)
+    response = error_response(
+        scope, error.status_code, error.error_type, message, {"WWW-Authenticate": "Bearer"}
+    )
+    try:
+        await socket.send_denial_response(response)
+    except RuntimeError:  # no websocket.http.response extension
+        await socket.close(code=1008)
+
+
 class ApiKeys:
     """Refuses a request without a valid key before its body is read (no upload is parsed for
     a caller that may not use the service); the 401 is rendered by the app's own handler, so
@@ -73,18 +107,21 @@ class ApiKeys:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope):
+        if scope["type"] not in ("http", "websocket") or is_public(scope):
             await self.app(scope, receive, send)
             return
-        scheme, _, sent = Headers(scope=scope).get("authorization", "").partition(" ")
-        sent = sent.strip()
-        if scheme.lower() == "bearer" and sent and key_is_valid(sent, self.keys):
+        sent = sent_key(scope)
+        if sent and key_is_valid(sent, self.keys):
             await self.app(scope, receive, send)
             return
         # Only whether a key came: never the key, nor a prefix of it.
         # %.200s: the path is the client's, never logged unbounded (issue 10).
         why = "wrong" if sent else "no"
-        logger.info("refused %s %.200s: %s API key", scope["method"], app_path(scope), why)
+        method = scope.get("method", "WEBSOCKET")
+        logger.info("refused %s %.200s: %s API key", method, app_path(scope), why)
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send, missing=not sent)
+            return
         request = Request(scope, receive)
         handler = scope["app"].exception_handlers[ChatServerError]
         response = await handler(request, InvalidApiKey(missing=not sent))

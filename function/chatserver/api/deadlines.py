@@ -64,6 +64,13 @@ class DeadlineProtocol(H11Protocol):
         self._cancel_timer()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # From here the connection is a WebSocket's (live dictation), whose own limits apply
+        # (idle time, session length: api/realtime/): the body deadline would close it.
+        self._cancel_timer()
+        self._phase = "websocket"
+        super().handle_websocket_upgrade(event)
+
     def send_400_response(self, msg: str) -> None:
         # What h11 cannot parse as HTTP (or headers over its 16 KB limit): the documented
         # JSON body, not uvicorn's plain text.
@@ -76,7 +83,7 @@ class DeadlineProtocol(H11Protocol):
     # The phase of the request on this connection: "headers" (waiting for them), "body"
     # (headers in, body not yet complete) or "done"; each change restarts the timer.
     def _track(self) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._phase == "websocket":
             return
         state = self.conn.their_state
         phase = "headers" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "done"

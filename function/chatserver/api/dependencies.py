@@ -3,9 +3,11 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
-from ..core.errors import RepeatedField, S3NotConfigured
+from ..core.errors import RepeatedField
 from ..core.settings import Settings
+from ..jobs.errors import S3NotConfigured
 from ..jobs.s3 import make_s3_client
 from ..jobs.store import JobStore
 from ..speech.service import TranscriptionService
@@ -44,8 +46,11 @@ def get_job_store(request: Request) -> JobStore:
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 
 
-async def one_file_part(request: Request) -> None:
+async def one_file_part(connection: HTTPConnection) -> None:
     """Refuses a second ``file`` part instead of silently transcribing the last one."""
+    if not isinstance(connection, Request):
+        return  # a WebSocket (/v1/realtime): no form
+    request = connection
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None:
         return  # the route reads no form: nothing was parsed, nothing to check

@@ -14,7 +14,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from ..core.errors import NotAForm, UnknownField
 
@@ -84,17 +84,18 @@ def accepted(route: APIRoute) -> Accepted:
     )
 
 
-async def declared_fields_only(request: Request) -> None:
+async def declared_fields_only(connection: HTTPConnection) -> None:
     """An app-wide dependency: a form field or query parameter the route does not declare is a
     400 (``unknown_field``) that names it, where it would otherwise be dropped without a word.
 
-    Routes that take neither a form nor a query (``/health``, ``GET /jobs/{id}`` today) are
-    left alone: they have no option a misspelt name could have meant. Runs before FastAPI
-    validates the declared fields, so an unknown name is reported first.
+    Routes that take neither a form nor a query (``/health``) are left alone: they have no option
+    a misspelt name could have meant; nor is the WebSocket (``/v1/realtime``), which reads its
+    own. Runs before FastAPI validates the declared fields, so an unknown name is reported first.
     """
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    route = connection.scope.get("route")
+    if not isinstance(connection, Request) or not isinstance(route, APIRoute):
         return
+    request = connection
     fields = accepted(route)
     if not fields.form_names and not fields.query_names:
         return

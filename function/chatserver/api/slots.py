@@ -22,8 +22,10 @@ class Slots:
         return self._admitted
 
     @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        if self._admitted >= self._limit:
+    async def hold(self, wait: bool = True) -> AsyncIterator[None]:
+        """A slot; ``wait=False`` takes one only if it is free now (else ``Busy``), so that
+        optional work (live dictation's provisional decodes) never waits in the line."""
+        if self._admitted >= self._limit or (not wait and self._running.value == 0):
             raise Busy(self.capacity)
         self._admitted += 1
         try:

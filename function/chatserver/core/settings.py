@@ -159,6 +159,30 @@ class Settings(BaseSettings):
     max_receiving_uploads: int = Field(default=4, ge=1)
     # --- end of read deadlines ---------------------------------------------------------------
 
+    # --- Live dictation: the Realtime WebSocket at /v1/realtime (issue 21; api/realtime/) -----
+    # Off: /config says so and the route refuses every connection. Never offered through API
+    # Gateway (Lambda), whose REST API cannot hold a WebSocket.
+    realtime_enabled: bool = True
+    realtime_max_sessions: int = Field(default=4, ge=1, description="Sessions open at once.")
+    realtime_max_session_s: float = Field(default=1800.0, gt=0, description="Longest session.")
+    # No client message for this long ends the session (a live client sends audio all along).
+    realtime_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # Audio bytes (decoded from base64) in one input_audio_buffer.append: 1 MiB is 21.8 s of
+    # PCM16 at 24 kHz (OpenAI allows 15 MiB; a live client sends 20-100 ms at a time).
+    realtime_max_append_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Audio may arrive this many times faster than real time, after a head start of
+    # realtime_burst_s seconds of audio; beyond that the server reads the next message later
+    # (TCP pushes back on the client): nothing is dropped.
+    realtime_max_speed: float = Field(default=4.0, ge=1)
+    realtime_burst_s: float = Field(default=30.0, gt=0)
+    # An open turn (or, without turn detection, the uncommitted buffer) this long is committed
+    # by the server itself: it bounds a session's memory and what one decode may cost.
+    realtime_max_turn_s: float = Field(default=60.0, gt=1)
+    # A provisional decode of the open turn at most this often (and never more often than
+    # twice its own last duration), for the words shown while the user speaks.
+    realtime_partial_interval_s: float = Field(default=1.0, ge=0.2)
+    # --- end of live dictation --------------------------------------------------------------------
+
     @model_validator(mode="after")
     def _results_outside_uploads(self) -> "Settings":
         # A result written under the watched prefix would trigger another job, forever; a

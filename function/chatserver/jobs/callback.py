@@ -31,11 +31,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..core.errors import InvalidCallbackUrl
 from ..core.invocation import seconds_left
 from ..core.settings import Settings
 from .callback_url import Resolver, check_url, checked_addresses, port_of, resolve_host
 from .documents import CallbackDelivery, JobError, utc_now
+from .errors import InvalidCallbackUrl
 
 logger = logging.getLogger(__name__)
 

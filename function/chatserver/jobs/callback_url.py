@@ -14,8 +14,8 @@ import socket
 from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit
 
-from ..core.errors import CallbackNotConfigured, InvalidCallbackUrl
 from ..core.settings import Settings
+from .errors import CallbackNotConfigured, InvalidCallbackUrl
 
 MAX_URL_CHARS = 2000
 # Named in refusals: IMDS (IPv4 and the IPv6 endpoint of Nitro instances) and the ECS task

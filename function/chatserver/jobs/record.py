@@ -26,7 +26,6 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ..core.errors import InvalidMetadata
 from ..core.settings import Settings
 from ..speech.service import TranscriptionService
 from ..speech.transcript import Transcript
@@ -46,6 +45,7 @@ from .documents import (
     TerminalResult,
     utc_now,
 )
+from .errors import InvalidMetadata
 from .metadata import read_metadata
 from .s3 import S3Client, bare_etag, head_object
 from .store import ResultStore, WriteConflict, result_key

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ChatServerError, InvalidMetadata, ObjectTooLarge
+from ..core.errors import ChatServerError
 from ..core.settings import Settings
 from ..speech.audio import save_stream, temporary_audio_path
 from ..speech.engines import TranscribeOptions
@@ -31,6 +31,7 @@ from ..speech.service import TranscriptionService
 from ..speech.transcript import Transcript
 from .callback import CallbackSender
 from .documents import JobError, JobOptions
+from .errors import InvalidMetadata, ObjectTooLarge
 from .fanout import FanOut
 from .heartbeat import Heartbeat
 from .record import JobContext, JobRecord, Superseded

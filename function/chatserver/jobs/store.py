@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from ..core.errors import StorageUnavailable
 from ..core.settings import Settings
 from .documents import JobOptions, JobResult, PendingJob, parse_result, utc_now
+from .errors import StorageUnavailable
 from .metadata import metadata_fields
 from .s3 import S3Client, get_object, put_object_if
 

@@ -111,6 +111,7 @@ function setBusy(on) {
   busy = on;
   ui.file.disabled = on;
   if (!recorder) ui.record.disabled = on;
+  $("dictate").disabled = on;
 }
 
 // --- talking to the server -----------------------------------------------------------------------
@@ -425,6 +426,7 @@ async function startRecording() {
     for (const track of stream.getTracks()) track.stop();
     context.close();
     recorder = null;
+    $("dictate").disabled = false;
     ui.live.hidden = true;
     ui.level.value = 0;
     ui.record.setAttribute("aria-pressed", "false");
@@ -441,6 +443,7 @@ async function startRecording() {
   };
 
   recorder = media;
+  $("dictate").disabled = true; // one microphone use at a time
   media.start(1000);
   ui.elapsed.textContent = "0:00";
   ui.live.hidden = false;
@@ -464,6 +467,9 @@ async function loadConfig() {
   }
   if (!config.languages.length) languageNames.set("en", "english");
   ui.translate.disabled = !config.translate;
+  // Live dictation (live.js), only where the server offers it (not through API Gateway).
+  $("dictate").hidden = !config.live;
+  $("dictate-help").hidden = !config.live;
   const sync = `Up to ${formatLimitSeconds(config.max_audio_seconds)} and ${formatBytes(config.max_upload_bytes)}`;
   ui.limits.textContent = config.jobs_enabled
     ? `${sync} at once; longer recordings (up to ${formatLimitSeconds(config.max_job_audio_seconds)}) are sent as a job.`

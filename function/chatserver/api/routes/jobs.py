@@ -8,9 +8,10 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ...core.errors import ACCEPTED_FORMATS, InvalidOption, JobNotFound, quote_value
+from ...core.errors import ACCEPTED_FORMATS, InvalidOption, quote_value
 from ...jobs.callback_url import check_callback
 from ...jobs.documents import CompletedJob, JobOptions, JobResult
+from ...jobs.errors import JobNotFound
 from ...jobs.store import PresignedPost, is_job_id, new_job_id
 from ...speech.engines import Task
 from ...speech.options import MAX_PROMPT_CHARS, request_options

@@ -21,6 +21,7 @@ from ...core.settings import Settings
 from ...speech.languages import LANGUAGES
 from ..dependencies import ServiceDep, SettingsDep
 from ..openapi import COMMON_ERRORS, error_responses
+from .realtime import websockets_served
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 _SWAGGER = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -29,6 +30,8 @@ _SWAGGER = Path(fastapi_offline.__file__).resolve().parent / "static"
 # reaches the file system.
 ASSETS: dict[str, tuple[Path, str]] = {
     "app.js": (STATIC / "app.js", "text/javascript; charset=utf-8"),
+    "live.js": (STATIC / "live.js", "text/javascript; charset=utf-8"),
+    "pcm-worklet.js": (STATIC / "pcm-worklet.js", "text/javascript; charset=utf-8"),
     "style.css": (STATIC / "style.css", "text/css; charset=utf-8"),
     "swagger-ui-bundle.js": (_SWAGGER / "swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
     "swagger-ui.css": (_SWAGGER / "swagger-ui.css", "text/css; charset=utf-8"),
@@ -58,6 +61,11 @@ class PageConfig(BaseModel):
     auth_required: bool = Field(description="Whether the API asks for 'Authorization: Bearer <key>'.")
     translate: bool = Field(description="Whether the model can translate into English (task=translate).")
     languages: list[Language] = Field(description="The languages the model knows; empty: English only.")
+    live: bool = Field(
+        description="Whether live dictation (the Realtime WebSocket at v1/realtime) is offered here: "
+        "not through API Gateway (Lambda), which cannot hold a WebSocket."
+    )
+    live_max_session_s: float | None = Field(description="Longest live session; null: no live dictation.")
     engine: str
     model: str
 
@@ -77,6 +85,7 @@ async def page_config(request: Request, settings: SettingsDep, service: ServiceD
     if _behind_api_gateway(request):
         max_upload = min(max_upload, LAMBDA_MAX_UPLOAD_BYTES)
     jobs = settings.bucket is not None
+    live = settings.realtime_enabled and not _behind_api_gateway(request) and websockets_served()
     multilingual = service.engine.multilingual
     return PageConfig(
         max_upload_bytes=max_upload,
@@ -87,6 +96,8 @@ async def page_config(request: Request, settings: SettingsDep, service: ServiceD
         auth_required=bool(settings.api_keys),
         translate=multilingual,
         languages=[Language(code=c, name=n) for c, n in LANGUAGES.items()] if multilingual else [],
+        live=live,
+        live_max_session_s=settings.realtime_max_session_s if live else None,
         engine=service.engine.name,
         model=service.engine.model,
     )
