@@ -5,6 +5,8 @@
 - ``config``: a session's effective configuration and how updates (GA and beta) change it;
 - ``turns``: the uncommitted audio and server VAD's turns on it;
 - ``decoding``: provisional and final decodes, through the one service, under admission;
+- ``state``: what a session's reader and its decoder share (audio, open turn, committed turns);
+- ``transcriber``: the decoder task, on that state: provisional deltas and final texts;
 - ``limits``: the pace of audio and the count of open sessions;
 - ``session``: one connection's state machine, from ``session.created`` to the close.
 """

@@ -1,15 +1,15 @@
 """One live dictation session: client events in, OpenAI's server events out.
 
-Two tasks share the session: the reader (client events, audio, turn detection) and the decoder
-(``transcriber.py``: provisional decodes of the open turn, final decodes of committed turns,
-one at a time and in order). When the client leaves, the reader ends, the session's ``closed``
-flag stops a running decode at its next segment, and its slot is freed as the thread returns.
+Two tasks make the session: the reader here (client events, audio, turn detection) and the
+decoder (``transcriber.py``: provisional decodes of the open turn, final decodes of committed
+turns, one at a time and in order). They share ``state.py``'s ``SessionState``, which the
+reader owns; the decoder gets that state and the reader's ``send``, nothing else of the session.
+When the client leaves, the reader ends, the ``closed`` flag of the state's decodes stops a
+running decode at its next segment, and its slot is freed as the thread returns.
 """
 
 import logging
-import threading
 import time
-from collections import deque
 from typing import Literal
 
 import anyio
@@ -23,12 +23,14 @@ from ...speech.segmentation import StreamingSpeech
 from ...speech.service import TranscriptionService
 from ..slots import Slots
 from . import server_events as out
-from .config import ConfigRefused, SessionConfig, apply_update, beta_session, ga_session
+from .config import ConfigRefused, apply_update, beta_session, ga_session
 from .decoding import Decodes, Turn
 from .errors import CommitEmpty, InvalidEvent
 from .events import Append, BadEvent, Clear, ClientEvent, Commit, SessionUpdate, audio_bytes, parse_event
 from .limits import AudioPace
-from .turns import InputBuffer, SpeechEnd, SpeechStart, TurnDetector, to_ms
+from .state import SessionState
+from .transcriber import Transcriber
+from .turns import SpeechEnd, SpeechStart, TurnDetector, to_ms
 
 logger = logging.getLogger(__name__)
 
@@ -43,45 +45,35 @@ class Session:
         self.websocket = websocket
         self.service = service
         self.settings = settings
-        self.id = out.new_id("sess")
-        self.config = SessionConfig()
-        self.decodes = Decodes(service, slots)
+        # What the decoder task shares with this one (state.py); this task owns and writes it.
+        self.state = SessionState(id=out.new_id("sess"), decodes=Decodes(service, slots))
         self.pace = AudioPace(settings.realtime_max_speed, settings.realtime_burst_s)
-        self.buffer = InputBuffer()
         self._resampler = Pcm16Resampler()
         self._speech: StreamingSpeech | None = None
-        self.item_id: str | None = None  # the open turn's item: speech started, or audio appended
-        self.turn_start: int | None = None  # where the open turn begins (server VAD)
         self.detector: TurnDetector | None = None
         self._restart_detection()
         self.previous_item: str | None = None
-        self.finals: deque[Turn] = deque()
-        self.final_running = False
-        self.wake = anyio.Event()
-        # The running provisional decode's turn and stop flag (transcriber.py), if one runs.
-        self.provisional_stop: tuple[str | None, threading.Event] | None = None
         self._send_lock = anyio.Lock()
         self.audio_in_s = 0.0
-        # How far the audio is ahead of real time: each append adds its length, time takes it
-        # away. A recording streamed faster than it plays gets no provisional words.
-        self.lead_s = 0.0
         self._last_append = time.monotonic()
         self.process_s = 0.0  # resampling and VAD: CPU per audio second, for the log line
 
+    @property
+    def id(self) -> str:
+        return self.state.id
+
     # --- the connection ------------------------------------------------------------------------
     async def run(self) -> Ending:
-        from .transcriber import Transcriber  # the decoder task; it reads this session's state
-
-        await self.send(out.SessionCreated(session=ga_session(self.config, self.id)))
+        await self.send(out.SessionCreated(session=ga_session(self.state.config, self.id)))
         ending: Ending = "client_left"
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(Transcriber(self).run)
+            tasks.start_soon(Transcriber(self.state, self.send, self.service, self.settings).run)
             try:
                 ending = await self._read()
             except out.ClientLeft:
                 pass
             finally:
-                self.decodes.closed.set()  # before the cancel: a running decode stops now
+                self.state.decodes.closed.set()  # before the cancel: a running decode stops now
                 tasks.cancel_scope.cancel()
         return ending
 
@@ -90,7 +82,7 @@ class Session:
             try:
                 await self.websocket.send_text(event.model_dump_json())
             except (WebSocketDisconnect, OSError, RuntimeError) as gone:
-                self.decodes.closed.set()
+                self.state.decodes.closed.set()
                 raise out.ClientLeft() from gone
 
     async def send_error(
@@ -106,7 +98,7 @@ class Session:
                 with anyio.fail_after(self.settings.realtime_idle_timeout_s):
                     message = await self.websocket.receive()
             except TimeoutError:
-                if self.finals or self.final_running:
+                if self.state.finals or self.state.final_running:
                     continue  # the client waits for a final text: it is not idle
                 return "idle"
             if message["type"] == "websocket.disconnect":
@@ -138,12 +130,12 @@ class Session:
     # --- configuration -------------------------------------------------------------------------
     async def _update(self, session: dict, *, beta: bool, event_id: str | None) -> None:
         try:
-            config = apply_update(self.config, session, self.service, beta)
+            config = apply_update(self.state.config, session, self.service, beta)
         except ConfigRefused as refused:
             await self.send_error(refused.error, refused.param, event_id)
             return
-        changed = config.turn_detection != self.config.turn_detection
-        self.config = config
+        changed = config.turn_detection != self.state.config.turn_detection
+        self.state.config = config
         if changed:
             self._restart_detection()
         if beta:
@@ -154,10 +146,10 @@ class Session:
     def _restart_detection(self) -> None:
         """Turn detection as configured, from the end of the audio so far; an open turn stays
         open (committed by the client, or by the next detected end of speech)."""
-        vad = self.config.turn_detection
+        vad = self.state.config.turn_detection
         self._speech = StreamingSpeech() if vad else None
-        self.detector = TurnDetector(vad, origin=self.buffer.end) if vad else None
-        if self.detector is not None and self.item_id is not None:
+        self.detector = TurnDetector(vad, origin=self.state.buffer.end) if vad else None
+        if self.detector is not None and self.state.item_id is not None:
             self.detector.speaking = True
 
     # --- audio and turns ----------------------------------------------------------------------
@@ -167,14 +159,15 @@ class Session:
         seconds = len(pcm) / INPUT_BYTES_PER_SECOND
         self.pace.spend(seconds)
         self.audio_in_s += seconds
+        state = self.state
         now = time.monotonic()
-        self.lead_s = max(0.0, self.lead_s - (now - self._last_append)) + seconds
+        state.lead_s = max(0.0, state.lead_s - (now - self._last_append)) + seconds
         self._last_append = now
         samples, probabilities = await anyio.to_thread.run_sync(self._process, pcm)
-        self.buffer.append(samples)
+        state.buffer.append(samples)
         if self.detector is None:
-            if self.item_id is None:
-                self.item_id = out.new_id("item")
+            if state.item_id is None:
+                state.item_id = out.new_id("item")
         else:
             for change in self.detector.frames(probabilities):
                 if isinstance(change, SpeechStart):
@@ -186,10 +179,10 @@ class Session:
                     await self._commit(change.commit_at)
             if not self.detector.speaking:
                 # Outside a turn only the prefix padding is kept, for the next one.
-                self.buffer.drop_before(self.buffer.end - self._padding())
-        if self.item_id is not None and self.buffer.seconds >= self.settings.realtime_max_turn_s:
+                state.buffer.drop_before(state.buffer.end - self._padding())
+        if state.item_id is not None and state.buffer.seconds >= self.settings.realtime_max_turn_s:
             await self._cut_long_turn()
-        self.wake.set()
+        state.wake.set()
 
     def _process(self, pcm: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Resampling and VAD, in a worker thread: a few ms a second of audio, off the event loop."""
@@ -200,20 +193,21 @@ class Session:
         return samples, probabilities
 
     def _padding(self) -> int:
-        vad = self.config.turn_detection
+        vad = self.state.config.turn_detection
         return round(vad.prefix_padding_ms * 16) if vad else 0
 
     async def _speech_started(self, position: int) -> None:
-        self.turn_start = max(self.buffer.start, position - self._padding())
-        self.buffer.drop_before(self.turn_start)
-        self.item_id = out.new_id("item")
-        await self.send(out.SpeechStarted(audio_start_ms=to_ms(self.turn_start), item_id=self.item_id))
+        state = self.state
+        state.turn_start = max(state.buffer.start, position - self._padding())
+        state.buffer.drop_before(state.turn_start)
+        state.item_id = out.new_id("item")
+        await self.send(out.SpeechStarted(audio_start_ms=to_ms(state.turn_start), item_id=state.item_id))
 
     async def _cut_long_turn(self) -> None:
         """A turn at the length limit is committed where it is; speech going on starts the next."""
-        end = self.buffer.end
+        end = self.state.buffer.end
         speaking = self.detector is not None and self.detector.speaking
-        logger.info("session %s: turn cut at its length limit (%.0f s)", self.id, self.buffer.seconds)
+        logger.info("session %s: turn cut at its length limit (%.0f s)", self.id, self.state.buffer.seconds)
         if speaking:
             await self.send(out.SpeechStopped(audio_end_ms=to_ms(end), item_id=self._item()))
         await self._commit(end)
@@ -221,49 +215,48 @@ class Session:
             await self._speech_started(end)
 
     def _item(self) -> str:
-        if self.item_id is None:
-            self.item_id = out.new_id("item")
-        return self.item_id
+        if self.state.item_id is None:
+            self.state.item_id = out.new_id("item")
+        return self.state.item_id
 
     async def _client_commit(self, event_id: str | None) -> None:
         if self.detector is None:
             # The resampler's last few samples belong to this turn: /transcribe would have them.
-            self.buffer.append(self._resampler.flush())
-        if self.buffer.seconds < MIN_COMMIT_S:
-            await self.send_error(CommitEmpty(self.buffer.seconds), None, event_id)
+            self.state.buffer.append(self._resampler.flush())
+        if self.state.buffer.seconds < MIN_COMMIT_S:
+            await self.send_error(CommitEmpty(self.state.buffer.seconds), None, event_id)
             return
         if self.detector is not None:
             self.detector.speaking = False
-        await self._commit(self.buffer.end)
+        await self._commit(self.state.buffer.end)
 
     async def _commit(self, until: int) -> None:
+        state = self.state
         item = self._item()
-        turn = Turn(item, self.buffer.take(until))
-        self.item_id = self.turn_start = None
-        self._stop_provisional()
+        turn = Turn(item, state.buffer.take(until))
+        state.item_id = state.turn_start = None
+        state.stop_provisional()
         await self.send(out.Committed(item_id=item, previous_item_id=self.previous_item))
         self.previous_item = item
-        if self.config.transcription is not None:
-            self.finals.append(turn)
-        self.wake.set()
-
-    def _stop_provisional(self) -> None:
-        if self.provisional_stop is not None:
-            self.provisional_stop[1].set()
+        if state.config.transcription is not None:
+            state.finals.append(turn)
+        state.wake.set()
 
     def _clear(self) -> None:
-        self._stop_provisional()
-        self.buffer.clear()
+        state = self.state
+        state.stop_provisional()
+        state.buffer.clear()
         self._resampler.flush()
-        self.item_id = self.turn_start = None
+        state.item_id = state.turn_start = None
         if self.detector is not None:
             self.detector.speaking = False
-        self.wake.set()
+        state.wake.set()
 
     def summary(self) -> str:
         cpu = self.process_s / self.audio_in_s if self.audio_in_s else 0.0
+        decodes = self.state.decodes
         return (
             f"{self.audio_in_s:.1f} s of audio, resampling and VAD {cpu * 1000:.1f} ms CPU per audio "
-            f"second, decodes {self.decodes.engine_s:.2f} s for {self.decodes.audio_s:.1f} s of audio, "
+            f"second, decodes {decodes.engine_s:.2f} s for {decodes.audio_s:.1f} s of audio, "
             f"paced {self.pace.waited_s:.1f} s"
         )

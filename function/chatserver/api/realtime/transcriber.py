@@ -6,19 +6,19 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 from ...core.errors import Busy, ChatServerError
+from ...core.settings import Settings
 from ...speech.audio import SAMPLE_RATE
 from ...speech.engines import TranscribeOptions
+from ...speech.service import TranscriptionService
 from ...speech.transcript import Transcript
 from . import server_events as out
 from .decoding import Stopped, Turn, provisional_words
-
-if TYPE_CHECKING:
-    from .session import Session
+from .state import SessionState
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,22 @@ MIN_PROVISIONAL_S = 1.0
 MAX_LEAD_S = 2.0
 
 
+# How the decoder sends a server event: the session's ``send`` (one writer at a time; raises
+# ``ClientLeft`` once the client is gone).
+Send = Callable[[out.ServerEvent], Awaitable[None]]
+
+
 class Transcriber:
-    def __init__(self, session: "Session") -> None:
-        self.session = session
+    """The decoder of one session: it works on the state it shares with the session's reader
+    (``state.py``) and never touches the connection: what it says goes through ``send``."""
+
+    def __init__(
+        self, state: SessionState, send: Send, service: TranscriptionService, settings: Settings
+    ) -> None:
+        self.state = state
+        self.send = send
+        self.service = service
+        self.settings = settings
         self.language: str | None = None  # found by an earlier decode, for provisional ones
         self._next_provisional = 0.0
         self._decoded_through = -1  # the buffer's end at the last provisional decode
@@ -44,46 +57,46 @@ class Transcriber:
             await self._loop()
 
     async def _loop(self) -> None:
-        session = self.session
-        while not session.decodes.closed.is_set():
-            if session.finals:
-                await self._final(session.finals.popleft())
+        state = self.state
+        while not state.decodes.closed.is_set():
+            if state.finals:
+                await self._final(state.finals.popleft())
                 continue
             wait = self._provisional_wait()
             if wait == 0:
                 await self._provisional()
                 continue
             with anyio.move_on_after(math.inf if wait is None else wait):
-                await session.wake.wait()
-            session.wake = anyio.Event()
+                await state.wake.wait()
+            state.wake = anyio.Event()
 
     def _options(self, language: str | None) -> TranscribeOptions:
         """What POST /transcribe would use with this language and prompt."""
-        transcription = self.session.config.transcription
-        options = self.session.service.options(language)
+        transcription = self.state.config.transcription
+        options = self.service.options(language)
         return options.model_copy(update={"prompt": transcription.prompt if transcription else None})
 
     # --- provisional ---------------------------------------------------------------------------
     def _provisional_wait(self) -> float | None:
         """Seconds until the next provisional decode; None: none until something changes."""
-        session = self.session
-        if session.config.transcription is None or session.item_id is None or session.lead_s > MAX_LEAD_S:
+        state = self.state
+        if state.config.transcription is None or state.item_id is None or state.lead_s > MAX_LEAD_S:
             return None
-        start = session.turn_start if session.turn_start is not None else session.buffer.start
+        start = state.turn_start if state.turn_start is not None else state.buffer.start
         if (
-            session.buffer.end == self._decoded_through
-            or (session.buffer.end - start) < MIN_PROVISIONAL_S * SAMPLE_RATE
+            state.buffer.end == self._decoded_through
+            or (state.buffer.end - start) < MIN_PROVISIONAL_S * SAMPLE_RATE
         ):
             return None
         return max(0.0, self._next_provisional - time.monotonic())
 
     async def _provisional(self) -> None:
-        session = self.session
-        item = session.item_id
-        start = session.turn_start if session.turn_start is not None else session.buffer.start
-        samples = session.buffer.samples(start)
-        self._decoded_through = session.buffer.end
-        language = session.config.transcription.language if session.config.transcription else None
+        state = self.state
+        item = state.item_id
+        start = state.turn_start if state.turn_start is not None else state.buffer.start
+        samples = state.buffer.samples(start)
+        self._decoded_through = state.buffer.end
+        language = state.config.transcription.language if state.config.transcription else None
         # Greedy at one temperature: cheaper than the beam, and without Whisper's fallbacks (a
         # second of speech cut mid-word once took 1.6 s through them); the words are replaced
         # by the turn's final text anyway.
@@ -94,18 +107,18 @@ class Transcriber:
         started = time.monotonic()
         transcript: Transcript | None = None
         try:
-            with _StopWhenTurnEnds(session, item, stop):
-                transcript = await session.decodes.run(samples, options, wait=False, stop=stop)
+            with _StopWhenTurnEnds(state, item, stop):
+                transcript = await state.decodes.run(samples, options, wait=False, stop=stop)
         except Busy:
-            logger.info("session %s: no free slot for a provisional decode; skipped", session.id)
+            logger.info("session %s: no free slot for a provisional decode; skipped", state.id)
         except Stopped:
             pass
         except ChatServerError as error:
-            logger.info("session %s: provisional decode failed: %s", session.id, error.message)
+            logger.info("session %s: provisional decode failed: %s", state.id, error.message)
         took = time.monotonic() - started
         # Never more than about a third of a core on provisional words, however long the turn.
-        self._next_provisional = started + max(session.settings.realtime_partial_interval_s, 2 * took)
-        if transcript is None or stop.is_set() or item != session.item_id:
+        self._next_provisional = started + max(self.settings.realtime_partial_interval_s, 2 * took)
+        if transcript is None or stop.is_set() or item != state.item_id:
             return
         self.language = self.language or transcript.language
         if item != self._sent_item:
@@ -114,20 +127,20 @@ class Transcriber:
         if words:
             delta = (" " if self._sent_words else "") + " ".join(words)
             self._sent_words += len(words)
-            await session.send(out.TranscriptDelta(item_id=item, delta=delta))
+            await self.send(out.TranscriptDelta(item_id=item, delta=delta))
 
     # --- final ---------------------------------------------------------------------------------
     async def _final(self, turn: Turn) -> None:
-        session = self.session
-        language = session.config.transcription.language if session.config.transcription else None
+        state = self.state
+        language = state.config.transcription.language if state.config.transcription else None
         options = self._options(language)
-        session.final_running = True
+        state.final_running = True
         try:
-            transcript = await session.decodes.run(turn.samples, options, wait=True)
+            transcript = await state.decodes.run(turn.samples, options, wait=True)
         except Stopped:
             return
         except Busy as busy:
-            retry = session.settings.retry_after_s
+            retry = self.settings.retry_after_s
             message = (
                 f"{busy.message.split(';')[0]}: this turn was not transcribed; send its audio again "
                 f"in {retry} s."
@@ -138,45 +151,44 @@ class Transcriber:
             await self._failed(turn, out.error_detail(error))
             return
         except Exception:
-            logger.exception("session %s: the final decode of %s failed", session.id, turn.item_id)
+            logger.exception("session %s: the final decode of %s failed", state.id, turn.item_id)
             message = (
-                f"The server failed while transcribing this turn; quote session {session.id} when "
-                "reporting it."
+                f"The server failed while transcribing this turn; quote session {state.id} when reporting it."
             )
             await self._failed(
                 turn, out.ErrorDetail(type="server_error", code="internal_error", message=message)
             )
             return
         finally:
-            session.final_running = False
+            state.final_running = False
         self.language = self.language if language else transcript.language
         logger.info(
             "session %s: %s: %.2f s of audio transcribed (%s)",
-            session.id,
+            state.id,
             turn.item_id,
             turn.seconds,
             transcript.language,
         )
         usage = out.DurationUsage(seconds=round(turn.seconds, 3))
-        await session.send(
+        await self.send(
             out.TranscriptCompleted(item_id=turn.item_id, transcript=transcript.text, usage=usage)
         )
 
     async def _failed(self, turn: Turn, detail: out.ErrorDetail) -> None:
-        logger.info("session %s: %s not transcribed: %s", self.session.id, turn.item_id, detail.code)
-        await self.session.send(out.TranscriptFailed(item_id=turn.item_id, error=detail))
-        await self.session.send(out.ErrorEvent(error=detail))
+        logger.info("session %s: %s not transcribed: %s", self.state.id, turn.item_id, detail.code)
+        await self.send(out.TranscriptFailed(item_id=turn.item_id, error=detail))
+        await self.send(out.ErrorEvent(error=detail))
 
 
 class _StopWhenTurnEnds:
     """Stops a provisional decode (at its next segment) once its turn is committed or cleared,
     so that the turn's final decode is not kept waiting for words nobody will see."""
 
-    def __init__(self, session: "Session", item: str | None, stop: threading.Event) -> None:
-        self.session, self.item, self.stop = session, item, stop
+    def __init__(self, state: SessionState, item: str | None, stop: threading.Event) -> None:
+        self.state, self.item, self.stop = state, item, stop
 
     def __enter__(self) -> None:
-        self.session.provisional_stop = (self.item, self.stop)
+        self.state.provisional_stop = (self.item, self.stop)
 
     def __exit__(self, *exc: object) -> None:
-        self.session.provisional_stop = None
+        self.state.provisional_stop = None
