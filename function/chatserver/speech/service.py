@@ -25,7 +25,7 @@ from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporar
 from .engines import Engine, LanguageGuess, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
 from .languages import to_language_code
-from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans
+from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans, widen
 from .transcript import DecodedSegment, Transcript
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,20 @@ class TranscriptionService:
     def _cut(
         self, samples: np.ndarray, detection: SpeechDetection | None = None
     ) -> tuple[list[Span], list[Span]]:
-        """The runs of speech, and the pieces they are grouped into."""
-        runs = speech_spans(samples, detection or SpeechDetection(), self.settings.piece_max_s)
-        return runs, group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
+        """The runs of speech, and the pieces to decode, each with the silence around it (``widen``).
+
+        A recording of at most ``piece_max_s`` (a voice note) is one piece, the whole recording,
+        as the bare engine hears it (unless a speaker 20 dB apart makes a piece of their own). A
+        longer one is decoded run by run: several short sentences or commands sharing one piece
+        were where Whisper dropped whole ones or said them twice (README).
+        """
+        limit = self.settings.piece_max_s
+        runs = speech_spans(samples, detection or SpeechDetection(), limit)
+        if samples.size > limit * SAMPLE_RATE:
+            pieces = runs
+        else:
+            pieces = group_runs(runs, limit, levels_db(samples, runs))
+        return runs, widen(pieces, samples.size, round(limit * SAMPLE_RATE))
 
     def transcribe_samples(
         self,
@@ -209,7 +220,7 @@ class TranscriptionService:
         budget: "_Budget",
     ) -> tuple[list[DecodedSegment], int]:
         """A piece's segments in order, and how many of its speech runs were decoded again."""
-        found = self._piece(samples, piece, options, budget)
+        found = self._piece(samples, piece, runs, options, budget)
         retried = 0
         # Whisper sometimes ends a window early and drops the speech after it (measured:
         # "one two three" after JFK in one piece). Runs of speech that no segment covers are
@@ -219,15 +230,26 @@ class TranscriptionService:
             if missed == piece:
                 break
             retried += 1
-            found += self._piece(samples, missed, later, budget)
+            found += self._piece(samples, missed, [missed], later, budget)
         return sorted(found, key=lambda s: s.start), retried
 
     def _piece(
-        self, samples: np.ndarray, span: Span, options: TranscribeOptions, budget: "_Budget"
+        self,
+        samples: np.ndarray,
+        span: Span,
+        runs: list[Span],
+        options: TranscribeOptions,
+        budget: "_Budget",
     ) -> list[DecodedSegment]:
-        """One piece through the engine, its segments on the recording's timeline, inside the piece."""
+        """One piece through the engine, its segments on the recording's timeline, inside the piece.
+
+        A piece that is one run of speech is one segment (``one_segment``: the engine may skip
+        Whisper's timestamp tokens, measured faster and as accurate on short notes, README), and
+        that segment spans the run.
+        """
         budget.check()
         found: list[DecodedSegment] = []
+        one_run = len(runs) == 1
 
         def collect(segment: DecodedSegment) -> None:
             shifted = segment.shifted(span.start_s)
@@ -237,7 +259,12 @@ class TranscriptionService:
             )
             budget.check()
 
+        options = options.model_copy(update={"one_segment": one_run})
         self.engine.transcribe(samples[span.start : span.end], options, None, collect)
+        if one_run and len(found) == 1:
+            run = runs[0]
+            start, end = max(run.start_s, span.start_s), min(run.end_s, span.end_s)
+            found[0] = found[0].model_copy(update={"start": start, "end": max(start, end)})
         return found
 
     def _detect(self, samples: np.ndarray, pieces: list[Span]) -> list[LanguageGuess]:

@@ -35,6 +35,9 @@ class TranscribeOptions(BaseModel):
     # Where the service cuts the recording at its silences (not an engine option: engines never
     # read it); None: the service's own, measured defaults.
     detection: SpeechDetection | None = None
+    # The audio is one run of speech (service.py): an engine may decode it as one segment,
+    # without Whisper's timestamp tokens (faster-whisper does in its sized window).
+    one_segment: bool = False
 
 
 FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms frames

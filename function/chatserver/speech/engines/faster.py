@@ -10,7 +10,9 @@ each call gets its own view of the model (``_SizedWindow``) sharing only the wei
 import copy
 import hashlib
 import logging
+import math
 import os
+import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,15 @@ logger = logging.getLogger(__name__)
 # itself or that the model is unsure of is a likely hallucination.
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -1.0
+
+# Tokens a sized window may decode from a piece of d seconds: 32 + 20 per second, twice the
+# fastest rate of the 355 references of ../shared/commands and ../shared/audio up to 15 s
+# (Mongolian, 9.9 tokens a second of audio; French 7.1, English 6.2). A window that loops ("turn
+# the lights on turn the lights on ...", 212 tokens for 2.2 s) stops there, instead of at
+# Whisper's 224, and goes to the full window. Past ~9.6 s the bound is Whisper's own.
+_TOKENS_BASE = 32
+_TOKENS_PER_SECOND = 20
+_WHISPER_MAX_TOKENS = 224  # what Whisper decodes at most in one window: half its 448 positions
 
 
 class _TailWindow(Exception):
@@ -121,12 +132,45 @@ class _SizedWindow(WhisperModel):
 
 
 def _suspicious(segments: list[DecodedSegment]) -> bool:
-    """Whisper's own signs that a window went wrong (openai-whisper's fallback thresholds)."""
+    """Whisper's own signs that a window went wrong (openai-whisper's fallback thresholds), and
+    a phrase said over and over, which a text of a few words repeats without reaching the
+    compression ratio's threshold ("Serra con llave puerta principal." twice for once)."""
     if not segments:
         return True  # the VAD heard speech in this piece; an empty window is a miss
+    if _repeated_phrase("".join(s.text for s in segments)):
+        return True
     return any(
         s.compression_ratio > _MAX_COMPRESSION_RATIO or s.avg_logprob < _MIN_AVG_LOGPROB for s in segments
     )
+
+
+def _repeated_phrase(text: str) -> bool:
+    """Whether ``text`` is one phrase two times or more, word for word (case and punctuation aside)."""
+    words = re.findall(r"\w+", text.casefold())
+    n = len(words)
+    return any(n % size == 0 and words == words[:size] * (n // size) for size in range(1, n // 2 + 1))
+
+
+def _tokens(transcript: Transcript) -> int:
+    return sum(len(s.tokens) for s in transcript.segments)
+
+
+def token_allowance(samples: int) -> int | None:
+    """The tokens a sized window may decode from ``samples`` of audio (None: Whisper's own bound)."""
+    bound = _TOKENS_BASE + math.ceil(_TOKENS_PER_SECOND * samples / 16_000)
+    return bound if bound < _WHISPER_MAX_TOKENS else None
+
+
+def _max_new_tokens(allowance: int | None, options: TranscribeOptions) -> int | None:
+    """faster-whisper's ``max_new_tokens`` that lets the decoder produce ``allowance`` tokens.
+
+    CTranslate2 decodes at most half of the length it is given, as openai-whisper's sample_len is
+    half of the 448 positions, and faster-whisper gives it the prompt's length plus this value:
+    the prompt here is the start sequence (3 tokens, a 4th without timestamps).
+    """
+    if allowance is None:
+        return None
+    return 2 * allowance - (4 if options.one_segment else 3)
 
 
 class FasterWhisperEngine:
@@ -176,7 +220,10 @@ class FasterWhisperEngine:
                 if progress is not None:
                     progress(1.0)
                 return sized
-        return self._decode(self._model, audio, options, progress, on_segment)
+        # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
+        return self._decode(
+            self._model, audio, options.model_copy(update={"one_segment": False}), progress, on_segment
+        )
 
     def _try_sized(self, audio: np.ndarray, options: TranscribeOptions, frames: int) -> Transcript | None:
         """The piece decoded in a window of ``frames``, or None where the full window must decide.
@@ -185,6 +232,8 @@ class FasterWhisperEngine:
         window (which has them) instead of paying for them here first.
         """
         temperature = 0.0 if options.temperature is None else options.temperature
+        # A caller's text prompt lengthens the prompt: then Whisper's own bound applies.
+        allowance = None if options.prompt else token_allowance(audio.size)
         try:
             transcript = self._decode(
                 self._sized(frames),
@@ -192,11 +241,14 @@ class FasterWhisperEngine:
                 options.model_copy(update={"temperature": temperature}),
                 None,
                 None,
+                _max_new_tokens(allowance, options),
             )
         except _TailWindow:
             logger.info("sized window of %d frames left a tail: full window instead", frames)
             return None
-        if _suspicious(transcript.segments):
+        # A decode that used its whole allowance was cut inside a loop, where Whisper's own
+        # checks would have seen it: the full window decides, with them.
+        if _suspicious(transcript.segments) or (allowance and _tokens(transcript) >= allowance - 2):
             logger.info("sized window of %d frames looked wrong: full window instead", frames)
             return None
         return transcript
@@ -208,6 +260,7 @@ class FasterWhisperEngine:
         options: TranscribeOptions,
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
+        max_new_tokens: int | None = None,
     ) -> Transcript:
         extra = {} if options.temperature is None else {"temperature": options.temperature}
         pieces, info = model.transcribe(
@@ -218,6 +271,8 @@ class FasterWhisperEngine:
             vad_filter=options.vad_filter,
             initial_prompt=options.prompt,
             word_timestamps=options.word_timestamps,
+            without_timestamps=options.one_segment,
+            max_new_tokens=max_new_tokens,
             **extra,
         )
         segments: list[DecodedSegment] = []
