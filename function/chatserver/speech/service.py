@@ -10,7 +10,6 @@ every transcription stops once it has used its engine-seconds budget.
 import contextvars
 import functools
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..core.errors import ComputeBudgetExceeded, UnsupportedLanguage
+from ..core.errors import UnsupportedLanguage
 from ..core.settings import Settings
 from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
+from .budget import Budget
 from .engines import Engine, LanguageGuess, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
 from .languages import to_language_code
@@ -130,7 +130,7 @@ class TranscriptionService:
         duration = samples.size / SAMPLE_RATE
         runs, pieces = self._cut(samples, options.detection)
         cut = time.perf_counter()
-        budget = _Budget(
+        budget = Budget(
             max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),
             duration,
         )
@@ -217,7 +217,7 @@ class TranscriptionService:
         runs: list[Span],
         options: TranscribeOptions,
         later: TranscribeOptions,
-        budget: "_Budget",
+        budget: Budget,
     ) -> tuple[list[DecodedSegment], int]:
         """A piece's segments in order, and how many of its speech runs were decoded again."""
         found = self._piece(samples, piece, runs, options, budget)
@@ -239,7 +239,7 @@ class TranscriptionService:
         span: Span,
         runs: list[Span],
         options: TranscribeOptions,
-        budget: "_Budget",
+        budget: Budget,
     ) -> list[DecodedSegment]:
         """One piece through the engine, its segments on the recording's timeline, inside the piece.
 
@@ -281,27 +281,6 @@ class TranscriptionService:
             start = pieces[0].start if pieces else 0
             audio = samples[start : start + 30 * SAMPLE_RATE]
         return self.engine.detect_language(audio)
-
-
-class _Budget:
-    """What every piece checks between segments: the engine seconds left to the transcription
-    (past them, ``ComputeBudgetExceeded``) and whether the transcription was stopped."""
-
-    def __init__(self, seconds: float, audio_s: float) -> None:
-        self.seconds = seconds
-        self.audio_s = audio_s
-        self.deadline = time.perf_counter() + seconds
-        self.stopped = threading.Event()
-
-    def check(self) -> None:
-        if time.perf_counter() > self.deadline:
-            raise ComputeBudgetExceeded(self.seconds, self.audio_s)
-        if self.stopped.is_set():
-            raise _Stopped()
-
-
-class _Stopped(Exception):
-    """Another piece failed or the caller stopped: this piece's result is not wanted."""
 
 
 def _uncovered(runs: list[Span], segments: list[DecodedSegment], pad: float) -> list[Span]:

@@ -1,20 +1,18 @@
 """faster-whisper (CTranslate2): the default engine, int8 on CPU.
 
-A piece shorter than 30 s is decoded first with an encoder window sized to it (``WindowRule``):
-the encoder's cost grows with the window, and Whisper pads every window to 30 s, so a 3 s voice
-note would otherwise pay for 30 s. faster-whisper 1.2.1 cannot do it itself (its
-``chunk_length`` pads back to 30 s and rewrites the model's one shared feature extractor), so
-each call gets its own view of the model (``_SizedWindow``) sharing only the weights.
+A piece shorter than 30 s is decoded first with an encoder window sized to it (``WindowRule``,
+sized_window.py): the encoder's cost grows with the window, and Whisper pads every window to
+30 s, so a 3 s voice note would otherwise pay for 30 s. There it is decoded once, at temperature
+0, within a token allowance, as one segment without timestamp tokens where it is one run of
+speech. Where that decode shows Whisper's signs of going wrong (its own thresholds, a phrase said
+over and over, the allowance used up), or Whisper wants a second window, the piece is decoded
+again as the bare engine decodes it: the 30 s window, timestamps, Whisper's fallbacks.
 """
 
-import copy
-import hashlib
 import logging
 import math
 import os
 import re
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from .base import (
     WindowRule,
 )
 from .models import ResolvedModel
+from .sized_window import Encodings, SizedWindow, TailWindow
 
 logger = logging.getLogger(__name__)
 
@@ -52,83 +51,6 @@ _MIN_AVG_LOGPROB = -1.0
 _TOKENS_BASE = 32
 _TOKENS_PER_SECOND = 20
 _WHISPER_MAX_TOKENS = 224  # what Whisper decodes at most in one window: half its 448 positions
-
-
-class _TailWindow(Exception):
-    """A sized window did not reach the end of its piece: Whisper wants a second window."""
-
-
-class _Encodings:
-    """Encoder outputs that a language detection kept for the decoding that follows it.
-
-    The service detects a voice note's language on exactly the piece it decodes next, so both
-    encode the very same window: the decoding takes the detection's (once; a few are kept, the
-    oldest dropped first) and saves one encoder pass.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[bytes, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(window: np.ndarray) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(window).tobytes(), digest_size=16).digest()
-
-    def keep(self, window: np.ndarray, encoded: Any) -> None:
-        with self._lock:
-            self._items[self._key(window)] = encoded
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def take(self, window: np.ndarray) -> Any | None:
-        with self._lock:
-            if not self._items:  # a language was given: nothing kept, no window to hash
-                return None
-            return self._items.pop(self._key(window), None)
-
-
-class _SizedWindow(WhisperModel):
-    """A view of a loaded model whose windows are ``frames`` long; only the weights are shared.
-
-    Built per call, so no call or worker sees another's window (faster-whisper's own
-    ``chunk_length`` rewrites the one shared feature extractor).
-    """
-
-    def __init__(self, model: WhisperModel, frames: int, encodings: _Encodings) -> None:  # not super()
-        self.__dict__.update(model.__dict__)
-        self.feature_extractor = copy.copy(model.feature_extractor)
-        self.feature_extractor.nb_max_frames = frames
-        self.feature_extractor.n_samples = frames * self.feature_extractor.hop_length
-        self._frames = frames
-        self._windows = 0
-        self._encodings = encodings
-        self._detecting = False
-
-    def encode(self, features: np.ndarray) -> Any:
-        # generate_segments pads every window to 3000 frames; the encoder sees only ours.
-        window = features[..., : self._frames]
-        if self._detecting:
-            encoded = super().encode(window)
-            self._encodings.keep(window, encoded)
-            return encoded
-        self._windows += 1
-        if self._windows > 1:
-            # On a short tail a sized window is where Whisper ran to the token limit through
-            # every fallback (issue 9): the full window decodes the whole piece instead.
-            raise _TailWindow()
-        kept = self._encodings.take(window)
-        return kept if kept is not None else super().encode(window)
-
-    def detect_language_of(self, audio: np.ndarray) -> list[tuple[str, float]]:
-        # The features cut as transcribe() cuts its first window (without the last frame, which
-        # comes from padding), so that decoding this audio next finds the encoding.
-        features = self.feature_extractor(audio)[..., :-1]
-        self._detecting = True
-        try:
-            return self.detect_language(features=features)[2]
-        finally:
-            self._detecting = False
 
 
 def _suspicious(segments: list[DecodedSegment]) -> bool:
@@ -190,7 +112,7 @@ class FasterWhisperEngine:
         self.multilingual = model.multilingual
         self.workers = workers
         self.window = window or WindowRule()
-        self._encodings = _Encodings(size=2 * workers)
+        self._encodings = Encodings(size=2 * workers)
         # num_workers lets that many threads transcribe at once on one copy of the weights.
         self._model = WhisperModel(
             model.location,
@@ -243,7 +165,7 @@ class FasterWhisperEngine:
                 None,
                 _max_new_tokens(allowance, options),
             )
-        except _TailWindow:
+        except TailWindow:
             logger.info("sized window of %d frames left a tail: full window instead", frames)
             return None
         # A decode that used its whole allowance was cut inside a loop, where Whisper's own
@@ -302,8 +224,8 @@ class FasterWhisperEngine:
             probabilities = self._sized(frames).detect_language_of(audio)
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
 
-    def _sized(self, frames: int) -> _SizedWindow:
-        return _SizedWindow(self._model, frames, self._encodings)
+    def _sized(self, frames: int) -> SizedWindow:
+        return SizedWindow(self._model, frames, self._encodings)
 
     def warm_up(self) -> None:
         """Pay at load what the first request would: buffers, kernel choice, lazy loading.
