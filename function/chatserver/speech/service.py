@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,6 +43,16 @@ class TranscriptionService:
         # Loads the VAD model now, with the engine, rather than in the first request.
         cut_at_silences(np.zeros(SAMPLE_RATE, dtype=np.float32), settings.piece_max_s)
         return service
+
+    @classmethod
+    def load_in_background(cls, settings: Settings) -> "Future[TranscriptionService]":
+        """``from_settings`` in a thread of its own: an entry point imports its web framework
+        meanwhile, on the other core (README: process start to first answer)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        try:
+            return pool.submit(cls.from_settings, settings)
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with the load
 
     def options(self, language: str | None) -> TranscribeOptions:
         """Check a caller's options before any audio is read, so bad ones fail fast."""
