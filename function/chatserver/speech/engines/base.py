@@ -49,7 +49,7 @@ class WindowRule:
     """Encoder window for a piece: ``min(30 s, max(min_s, piece + margin_s))``; off: always 30 s."""
 
     enabled: bool = True
-    min_s: float = 10.0
+    min_s: float = 15.0  # core/settings.py window_min_s says why
     margin_s: float = 3.0
 
     def frames(self, samples: int) -> int:
