@@ -8,8 +8,11 @@ a time; the order rotates from clip to clip, so that none is always first and a 
 a shared machine falls on every target alike: the ratios come from the same minutes.
 
 The service's log says when a piece of a request was decoded a second time, in the 30 s
-window (engines/faster.py): each such line carries the request id that the answer's
-X-Request-ID header names, so the second decodes are counted per clip.
+window (engines/faster.py), when a run of speech was decoded again on its own and how many
+pieces a request had (speech/service.py), and each engine call (faster_whisper): every line
+carries the request id that the answer's X-Request-ID header names, so they are counted per
+clip. The run is saved as notes.json in its work dir (``python -m bench.notes_report`` renders
+it again).
 """
 
 import contextlib
