@@ -133,6 +133,10 @@ def _second_decodes(result: NotesResult) -> list[str]:
             + (", ".join(f"{why}: {count}" for why, count in reasons.most_common()) or "none")
             + f"); {calls} engine calls for {pieces} pieces"
         )
+        # Each reason logged is one engine call more than the pieces: a difference means an
+        # extra decode the log does not explain (a message changed or a new kind of retry).
+        if calls != pieces + sum(reasons.values()):
+            head += f" (**{calls - pieces - sum(reasons.values())} calls the log does not explain**)"
         if twice and once:
             r_twice, r_once = _ratio(twice, service, bare), _ratio(once, service, bare)
             extra = _wall(twice, service) - r_once * _wall(twice, bare)
