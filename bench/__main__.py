@@ -1,14 +1,14 @@
-"""One command: ``.venv/bin/python -m bench`` (about 17 min on 2 cores; ``--quick``: about 4).
+"""One command: ``.venv/bin/python -m bench`` (about 45 min on 2 cores; ``--quick``: about 10).
 
 Runs every part in turn, each in fresh processes on 127.0.0.1, and writes
 bench/results/<date>.md (+ .json) and bench/results/latest.md; where README.md has the
 markers ``<!-- bench:start -->`` / ``<!-- bench:end -->``, the latest report goes between them.
-Shortfalls against the targets are reported in the table, never hidden; ``--strict`` also
-makes them the exit status.
+The voice notes (bench/notes.py, about half of the time) run the service, the bare engine and
+the seed alternately on every short clip. Shortfalls against the targets are reported in the
+table, never hidden; ``--strict`` also makes them the exit status.
 """
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -16,14 +16,13 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .common import REPO, Clip, load_manifest, restricted
 
 logger = logging.getLogger("bench")
 
-PARTS = ("a", "b", "c", "d", "joined", "rss", "sweep", "memory", "load")
+PARTS = ("a", "b", "c", "d", "joined", "rss", "notes", "sweep", "memory", "load")
 # One clip per language plus the two classic English ones: --quick.
 SUBSET = (
     "jfk.flac",
@@ -35,7 +34,6 @@ SUBSET = (
     "fleurs-es-002.ogg",
 )
 LOAD_CLIPS = ("jfk.flac", "sr_english.wav", "fleurs-en-004.ogg", "stp-fr-05.wav", "fleurs-es-002.ogg")
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--audio", type=Path, help="a folder with manifest.tsv (default: ../shared/audio)")
     parser.add_argument("--clips", help="comma-separated file names from the manifest (default: all)")
     parser.add_argument(
-        "--quick", action="store_true", help="a short run: 7 clips, small sweep, 4 clients x 10 s"
+        "--quick",
+        action="store_true",
+        help="a short run: 7 clips, every 8th note, small sweep, 4 clients x 10 s",
     )
     parser.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {','.join(PARTS)}")
     parser.add_argument(
@@ -70,6 +70,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=20,
         help="load: seconds at 1 and at 4 clients, one clip (default 20; 0 skips)",
     )
+    parser.add_argument(
+        "--notes-every",
+        type=int,
+        default=None,
+        help="notes: every N-th of the commands and the clips up to 15 s (default 1; --quick: 8)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where reports go")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     parser.add_argument("--keep-work", action="store_true", help="keep the logs and temp dirs of the run")
@@ -82,6 +88,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.load_clients = min(args.load_clients, 4)
         args.load_seconds = min(args.load_seconds, 10)
         args.throughput_seconds = min(args.throughput_seconds, 8)
+    args.notes_every = args.notes_every or (8 if args.quick else 1)
     unknown = set(filter(None, args.skip.split(","))) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts in --skip: {sorted(unknown)}")
@@ -123,21 +130,6 @@ def _apply_settings(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def _update_readme(report: str) -> bool:
-    readme = REPO / "README.md"
-    if not readme.exists():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    if README_START not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    # The report's headings sit under the README's own "Benchmarks" heading.
-    body = "\n".join("##" + line if line.startswith("#") else line for line in report.splitlines())
-    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}", encoding="utf-8")
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -149,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from chatserver.speech.engines import cpu_threads
 
     from . import checks, machine
-    from .report import Run, render
+    from .report import Run, render, seed_checkpoint, update_readme, write
     from .sweep import Config, configs, sweep
     from .worker import floor_threads
 
@@ -209,16 +201,22 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("(b) Lambda handler under the RIE")
             run.results["b"] = lambda_handler(clips, warmup, env, work / "b")
         if "d" not in skip:
-            from chatserver.speech.engines.models import resolve
-
             from .local import seed_pipeline
 
-            checkpoint = Path(resolve(settings.model, "openai-whisper", settings.model_dir).location)
-            if checkpoint.suffix != ".pt":
-                logger.warning("(d) skipped: no openai-whisper checkpoint for model %s", settings.model)
-            else:
+            checkpoint = seed_checkpoint(settings)
+            if checkpoint is not None:
                 logger.info("(d) seed pipeline (%s)", checkpoint.name)
                 run.results["d"] = seed_pipeline(clips, warmup, {}, work / "d", checkpoint, args.seed_beam)
+        if "notes" not in skip:
+            from . import notes, notes_report
+
+            sources = notes.note_clips(args.audio, every=args.notes_every)
+            logger.info("notes: %d clips, five targets in turn", len(sources))
+            run.notes = notes.run_notes(
+                sources, env, work / "notes", seed_checkpoint(settings), args.seed_beam
+            )
+            run.sections += notes_report.sections(run.notes)
+            run.checks += notes_report.checks(run.notes)
         for key, result in sorted(run.results.items()):
             logger.info(
                 "%s: RTF %.3f, CPU/audio %.3f, cold %.2f s, WER %.3f",
@@ -285,23 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     run.minutes = (time.monotonic() - started) / 60
 
     report = render(run)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
-    (args.out / f"{stamp}.md").write_text(report, encoding="utf-8")
-    (args.out / "latest.md").write_text(report, encoding="utf-8")
-    raw = {
-        "machine": run.machine,
-        "settings": run.settings,
-        "results": {k: r.to_json() for k, r in run.results.items()},
-        "sweep": [{"config": asdict(r.config), "result": r.result.to_json()} for r in run.sweep_rows],
-        "memory": asdict(run.memory) if run.memory else None,
-        "checks": [asdict(c) for c in run.checks],
-    }
-    (args.out / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    path = write(run, report, args.out)
     sys.stdout.write(report + "\n")
-    if not args.no_readme and _update_readme(report):
-        logger.info("README.md updated between %s and %s", README_START, README_END)
-    logger.info("report: %s (%.1f min)", args.out / f"{stamp}.md", run.minutes)
+    if not args.no_readme and update_readme(report):
+        logger.info("README.md updated between the bench markers")
+    logger.info("report: %s (%.1f min)", path, run.minutes)
     if args.keep_work:
         logger.info("work dir kept: %s", work)
     else:

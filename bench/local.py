@@ -1,11 +1,16 @@
 """(c) the engine floor and (d) the seed's pipeline, each in a fresh worker process."""
 
+import contextlib
 import json
+import select
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
+
+from tests.support.servers import stop_process_group
 
 from .common import REPO, Clip, PeakRss, TargetResult, clips_json, score, service_env
 
@@ -82,3 +87,69 @@ def seed_pipeline(
     return run_worker(
         "d", "(d) seed: openai-whisper fp32, FFmpeg to .wav", "seed", clips, warmup, env, workdir, args
     )
+
+
+class Served:
+    """A ``bench.worker --serve`` process that takes clips one at a time (bench/notes.py).
+
+    Started once and kept, so that its runs can alternate with other targets' on the same
+    clips; timed inside the worker, as run_worker's are. Stopped by its process group.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        env: dict[str, str],
+        workdir: Path,
+        extra_args: Sequence[str] = (),
+        timeout_s: float = 600,
+    ) -> None:
+        self.mode, self.timeout_s = mode, timeout_s
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "worker.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.worker", mode, "--serve", *extra_args],
+                cwd=REPO,
+                env=service_env(env, workdir),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
+        self._in: IO[str] = self.process.stdin  # type: ignore[assignment]
+        self._out: IO[str] = self.process.stdout  # type: ignore[assignment]
+        self.note = ""
+
+    def __enter__(self) -> "Served":
+        try:
+            self.note = self._answer()["note"]
+        except BaseException:
+            stop_process_group(self.process)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._in.close()  # the worker's loop ends at the end of its input
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            stop_process_group(self.process)
+
+    def _answer(self) -> dict:
+        ready, _, _ = select.select([self._out], [], [], self.timeout_s)
+        line = self._out.readline() if ready else ""
+        if not line:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            why = f"no answer within {self.timeout_s:g} s" if not ready else "it exited"
+            raise RuntimeError(f"{self.mode} worker: {why}:\n{tail}")
+        return json.loads(line)
+
+    def transcribe(self, path: Path, language: str | None) -> tuple[float, float, str]:
+        """Wall and CPU seconds of the worker's own call, and the text."""
+        self._in.write(json.dumps({"path": str(path), "language": language}) + "\n")
+        self._in.flush()
+        answer = self._answer()
+        return answer["wall_s"], answer["cpu_s"], answer["text"]

@@ -1,14 +1,23 @@
-"""The Markdown report: side-by-side table, targets, settings table, memory, load, per clip."""
+"""The Markdown report: side-by-side table, targets, settings table, memory, load, per clip;
+where it is written (bench/results, the README's bench block)."""
 
+import json
+import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from .checks import Check
-from .common import MB, Clip, TargetResult
+from .common import MB, REPO, Clip, TargetResult
 from .load import LoadReport
 from .memory import RssCurve
+from .notes import NotesResult
 from .sweep import CLIP_REGRESSION, SPEED_NOISE, WER_TOLERANCE, SweepRow, recommend, worst_regression
 
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+logger = logging.getLogger("bench")
 # A 1-minute load average above this, on entry, means something else was using the cores.
 BUSY_LOAD = 0.5
 
@@ -27,6 +36,7 @@ class Run:
     defaults_label: str = ""
     memory: RssCurve | None = None
     load: LoadReport | None = None
+    notes: NotesResult | None = None
     checks: list[Check] = field(default_factory=list)
     minutes: float = 0.0
     command: str = ""
@@ -170,8 +180,8 @@ def render(run: Run) -> str:
         f"- Commit: {m['commit']}; load average (1/5/15 min) before {run.load_before}, "
         f"after {run.load_after}",
         f"- Service settings (a, b, c): {settings}",
-        f"- Recordings: {len(run.clips)} clips, {audio:.0f} s of audio; warm-up (the cold-start request, "
-        f"not timed): {run.warmup.path.name if run.warmup else '–'}",
+        f"- Recordings (a, b, c, d, rss, sweep): {len(run.clips)} clips, {audio:.0f} s of audio; warm-up "
+        f"(the cold-start request, not timed): {run.warmup.path.name if run.warmup else '–'}",
         f"- Command: `{run.command}` ({run.minutes:.1f} min)",
         "",
     ]
@@ -196,3 +206,48 @@ def render(run: Run) -> str:
     if run.results:
         out += ["<details><summary>Per clip</summary>", "", *_per_clip(run.results), "", "</details>", ""]
     return "\n".join(out)
+
+
+def seed_checkpoint(settings: Any) -> Path | None:
+    """The openai-whisper .pt of the service's model, for the seed's pipeline (d); None if none."""
+    from chatserver.speech.engines.models import resolve
+
+    checkpoint = Path(resolve(settings.model, "openai-whisper", settings.model_dir).location)
+    if checkpoint.suffix != ".pt":
+        logger.warning("the seed (d) left out: no openai-whisper checkpoint for model %s", settings.model)
+        return None
+    return checkpoint
+
+
+def write(run: Run, report: str, out: Path) -> Path:
+    """<out>/<date>.md and .json, and <out>/latest.md; returns the .md."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    (out / f"{stamp}.md").write_text(report, encoding="utf-8")
+    (out / "latest.md").write_text(report, encoding="utf-8")
+    raw = {
+        "machine": run.machine,
+        "settings": run.settings,
+        "results": {k: r.to_json() for k, r in run.results.items()},
+        "sweep": [{"config": asdict(r.config), "result": r.result.to_json()} for r in run.sweep_rows],
+        "memory": asdict(run.memory) if run.memory else None,
+        "notes": run.notes.to_json() if run.notes else None,
+        "checks": [asdict(c) for c in run.checks],
+    }
+    (out / f"{stamp}.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
+    return out / f"{stamp}.md"
+
+
+def update_readme(report: str) -> bool:
+    readme = REPO / "README.md"
+    if not readme.exists():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    # The report's headings sit under the README's own "Benchmarks" heading.
+    body = "\n".join("##" + line if line.startswith("#") else line for line in report.splitlines())
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}", encoding="utf-8")
+    return True

@@ -1,7 +1,9 @@
-"""The real recordings in ../shared/audio and word error rate against their references.
+"""The real recordings in ../shared/audio, the short commands in ../shared/commands, and word
+error rate against their references.
 
 Shared by the tests and the benchmark, so both score transcripts the same way.
-``CHATSERVER_TEST_AUDIO`` points elsewhere; by default the recordings sit beside the repository.
+``CHATSERVER_TEST_AUDIO`` (and ``CHATSERVER_TEST_COMMANDS``) point elsewhere; by default both
+sit beside the repository.
 """
 
 import csv
@@ -16,6 +18,7 @@ import jiwer
 from tests.support import REPO
 
 AUDIO_DIR = Path(os.environ.get("CHATSERVER_TEST_AUDIO", REPO.parent / "shared" / "audio"))
+COMMANDS_DIR = Path(os.environ.get("CHATSERVER_TEST_COMMANDS", AUDIO_DIR.parent / "commands"))
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ def load_manifest(audio_dir: Path = AUDIO_DIR) -> list[Clip]:
 
 
 MANIFEST = load_manifest()
+# 325 short voice commands in 22 languages, a synthetic voice (its README).
+COMMANDS = load_manifest(COMMANDS_DIR)
 
 
 def clip(name: str) -> Clip:
@@ -50,3 +55,11 @@ def normalise(text: str) -> str:
 
 def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis) or "<empty>")
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> tuple[float, int]:
+    """All edits over all reference words, and how many reference words there were."""
+    refs = [normalise(r) for r in references]
+    words = sum(len(r.split()) for r in refs)
+    out = jiwer.process_words(refs, [normalise(h) or "<empty>" for h in hypotheses])
+    return (out.substitutions + out.deletions + out.insertions) / words, words

@@ -10,14 +10,9 @@ import os
 import time
 from functools import cache
 
-from ..api.app import create_app
 from ..core.logs import configure_logging
 from ..core.settings import get_settings
-from ..jobs.chunk_worker import ChunkWorker
-from ..jobs.runner import JobRunner
 from ..speech.service import TranscriptionService
-from .dispatch import Dispatcher
-from .gateways import asgi_handler
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +24,17 @@ def _in_lambda() -> bool:
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_json or _in_lambda())
 _init_started = time.perf_counter()
-service = TranscriptionService.from_settings(settings)
+# The model loads in a thread of its own while the rest of the function is imported: the two
+# overlap where the function has more than one vCPU (Lambda gives one per 1,769 MB).
+_loading = TranscriptionService.load_in_background(settings)
+
+from ..api.app import create_app  # noqa: E402
+from ..jobs.chunk_worker import ChunkWorker  # noqa: E402
+from ..jobs.runner import JobRunner  # noqa: E402
+from .dispatch import Dispatcher  # noqa: E402
+from .gateways import asgi_handler  # noqa: E402
+
+service = _loading.result()
 asgi = asgi_handler(create_app(settings, service), settings.api_base_path)
 # Mangum logs every request at INFO; the access log (middleware.RequestContext) says more.
 logging.getLogger("mangum.http").setLevel(logging.WARNING)

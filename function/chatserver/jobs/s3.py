@@ -2,16 +2,20 @@
 
 S3 answers "no such object" and "your condition failed" with errors; every caller here treats
 them as ordinary outcomes, so they come back as ``None`` (and every other error raises).
+
+boto3 is imported where it is first used, not with this module: it is about a tenth of a second
+of every process start (the HTTP app imports the jobs side for POST /jobs), and a server without
+a bucket never needs it.
 """
 
 from dataclasses import dataclass
-from typing import Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any
 
 from ..core.settings import Settings
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
 
 # boto3 builds its client classes at run time; there is no importable type to name here.
 S3Client = Any
@@ -35,7 +39,9 @@ def bare_etag(etag: str) -> str:
     return etag.strip('"')
 
 
-def _config(settings: Settings, **extra: Any) -> Config:
+def _config(settings: Settings, **extra: Any) -> "Config":
+    from botocore.config import Config
+
     return Config(
         connect_timeout=settings.s3_connect_timeout_s,
         read_timeout=settings.s3_read_timeout_s,
@@ -53,12 +59,16 @@ def make_s3_client(settings: Settings) -> S3Client:
         # style cannot work; AWS itself takes virtual-host style.
         s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
     )
+    import boto3
+
     return boto3.client(
         "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config
     )
 
 
 def make_sqs_client(settings: Settings) -> SQSClient:
+    import boto3
+
     return boto3.client(
         "sqs",
         endpoint_url=settings.sqs_endpoint_url,
@@ -67,20 +77,22 @@ def make_sqs_client(settings: Settings) -> SQSClient:
     )
 
 
-def _code(exc: ClientError) -> str:
+def _code(exc: "ClientError") -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def is_missing(exc: ClientError) -> bool:
+def is_missing(exc: "ClientError") -> bool:
     return _code(exc) in _MISSING_CODES
 
 
-def is_conflict(exc: ClientError) -> bool:
+def is_conflict(exc: "ClientError") -> bool:
     return _code(exc) in _CONFLICT_CODES
 
 
 def head_object(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
     """The object's metadata; None when there is no such object."""
+    from botocore.exceptions import ClientError
+
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -92,6 +104,8 @@ def head_object(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
 def get_object(s3: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> dict[str, Any] | None:
     """GetObject's response (read ``Body`` and close it); None when the object is missing or,
     with ``if_match``, is no longer that version."""
+    from botocore.exceptions import ClientError
+
     condition = {"IfMatch": if_match} if if_match else {}
     try:
         return s3.get_object(Bucket=bucket, Key=key, **condition)
@@ -106,6 +120,8 @@ def put_object_if(
 ) -> str | None:
     """PutObject only if the stored object is still the one with ETag ``replaces`` (None: only if
     there is none); the new ETag, or None when the condition failed."""
+    from botocore.exceptions import ClientError
+
     condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
     try:
         return s3.put_object(Bucket=bucket, Key=key, Body=body, **condition, **fields)["ETag"]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from ..core.settings import Settings
@@ -119,6 +118,8 @@ class JobStore:
         fields = metadata_fields(options, status_url)
         conditions: list[Any] = [["content-length-range", 1, self.settings.max_job_upload_bytes]]
         conditions += [{name: value} for name, value in fields.items()]
+        from botocore.exceptions import BotoCoreError, ClientError  # s3.py: boto3 on first use
+
         try:
             # The marker makes GET /jobs/{id} tell "pending" from "unknown" before any upload.
             ResultStore(self.s3).write(self.bucket, result_key(self.settings, key), pending, replaces=None)
@@ -132,6 +133,8 @@ class JobStore:
         return pending, PresignedPost(url=post["url"], fields=post["fields"])
 
     def get(self, job_id: str) -> Stored:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         key = result_key(self.settings, upload_key(self.settings, job_id))
         try:
             return ResultStore(self.s3).read(self.bucket, key)

@@ -158,6 +158,27 @@ def group_runs(runs: list[Span], max_piece_s: float, levels: list[float] | None 
     return pieces
 
 
+def widen(pieces: list[Span], total: int, max_length: int) -> list[Span]:
+    """Each piece with the silence around it, up to halfway to its neighbours (the recording's
+    ends for the first and last), and never past ``max_length`` samples unless it already is.
+
+    A clip recorded on its own comes with its own silences, and Whisper hears it better so than
+    trimmed to its speech (README: measured on ../shared/commands and ../shared/audio); a piece
+    of a long recording gets the same. A recording whose speech is one piece is then, up to
+    ``max_length``, the whole recording.
+    """
+    widened: list[Span] = []
+    for index, piece in enumerate(pieces):
+        low = (pieces[index - 1].end + piece.start) // 2 if index else 0
+        high = (piece.end + pieces[index + 1].start) // 2 if index + 1 < len(pieces) else total
+        room = max(0, max_length - (piece.end - piece.start))
+        left = min(piece.start - low, room // 2)
+        right = min(high - piece.end, room - left)
+        left = min(piece.start - low, room - right)
+        widened.append(Span(piece.start - left, piece.end + right))
+    return widened
+
+
 class StreamingSpeech:
     """Silero's speech probability for each 32 ms frame of a live stream, as the audio comes.
 

@@ -10,22 +10,22 @@ every transcription stops once it has used its engine-seconds budget.
 import contextvars
 import functools
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from ..core.errors import ComputeBudgetExceeded, UnsupportedLanguage
+from ..core.errors import UnsupportedLanguage
 from ..core.settings import Settings
 from .audio import SAMPLE_RATE, decode, ffmpeg_executable, save_stream, temporary_audio_path
+from .budget import Budget
 from .engines import Engine, LanguageGuess, TranscribeOptions, load_engine
 from .engines.base import ProgressCallback, SegmentCallback
 from .languages import to_language_code
-from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans
+from .segmentation import Span, SpeechDetection, cut_at_silences, group_runs, levels_db, speech_spans, widen
 from .transcript import DecodedSegment, Transcript
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,16 @@ class TranscriptionService:
         # Loads the VAD model now, with the engine, rather than in the first request.
         cut_at_silences(np.zeros(SAMPLE_RATE, dtype=np.float32), settings.piece_max_s)
         return service
+
+    @classmethod
+    def load_in_background(cls, settings: Settings) -> "Future[TranscriptionService]":
+        """``from_settings`` in a thread of its own: an entry point imports its web framework
+        meanwhile, on the other core (README: process start to first answer)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        try:
+            return pool.submit(cls.from_settings, settings)
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with the load
 
     def options(self, language: str | None) -> TranscribeOptions:
         """Check a caller's options before any audio is read, so bad ones fail fast."""
@@ -99,9 +109,20 @@ class TranscriptionService:
     def _cut(
         self, samples: np.ndarray, detection: SpeechDetection | None = None
     ) -> tuple[list[Span], list[Span]]:
-        """The runs of speech, and the pieces they are grouped into."""
-        runs = speech_spans(samples, detection or SpeechDetection(), self.settings.piece_max_s)
-        return runs, group_runs(runs, self.settings.piece_max_s, levels_db(samples, runs))
+        """The runs of speech, and the pieces to decode, each with the silence around it (``widen``).
+
+        A recording of at most ``piece_max_s`` (a voice note) is one piece, the whole recording,
+        as the bare engine hears it (unless a speaker 20 dB apart makes a piece of their own). A
+        longer one is decoded run by run: several short sentences or commands sharing one piece
+        were where Whisper dropped whole ones or said them twice (README).
+        """
+        limit = self.settings.piece_max_s
+        runs = speech_spans(samples, detection or SpeechDetection(), limit)
+        if samples.size > limit * SAMPLE_RATE:
+            pieces = runs
+        else:
+            pieces = group_runs(runs, limit, levels_db(samples, runs))
+        return runs, widen(pieces, samples.size, round(limit * SAMPLE_RATE))
 
     def transcribe_samples(
         self,
@@ -119,7 +140,7 @@ class TranscriptionService:
         duration = samples.size / SAMPLE_RATE
         runs, pieces = self._cut(samples, options.detection)
         cut = time.perf_counter()
-        budget = _Budget(
+        budget = Budget(
             max(self.settings.engine_budget_floor_s, self.settings.engine_budget_per_audio_s * duration),
             duration,
         )
@@ -206,10 +227,10 @@ class TranscriptionService:
         runs: list[Span],
         options: TranscribeOptions,
         later: TranscribeOptions,
-        budget: "_Budget",
+        budget: Budget,
     ) -> tuple[list[DecodedSegment], int]:
         """A piece's segments in order, and how many of its speech runs were decoded again."""
-        found = self._piece(samples, piece, options, budget)
+        found = self._piece(samples, piece, runs, options, budget)
         retried = 0
         # Whisper sometimes ends a window early and drops the speech after it (measured:
         # "one two three" after JFK in one piece). Runs of speech that no segment covers are
@@ -219,15 +240,26 @@ class TranscriptionService:
             if missed == piece:
                 break
             retried += 1
-            found += self._piece(samples, missed, later, budget)
+            found += self._piece(samples, missed, [missed], later, budget)
         return sorted(found, key=lambda s: s.start), retried
 
     def _piece(
-        self, samples: np.ndarray, span: Span, options: TranscribeOptions, budget: "_Budget"
+        self,
+        samples: np.ndarray,
+        span: Span,
+        runs: list[Span],
+        options: TranscribeOptions,
+        budget: Budget,
     ) -> list[DecodedSegment]:
-        """One piece through the engine, its segments on the recording's timeline, inside the piece."""
+        """One piece through the engine, its segments on the recording's timeline, inside the piece.
+
+        A piece that is one run of speech is one segment (``one_segment``: the engine may skip
+        Whisper's timestamp tokens, measured faster and as accurate on short notes, README), and
+        that segment spans the run.
+        """
         budget.check()
         found: list[DecodedSegment] = []
+        one_run = len(runs) == 1
 
         def collect(segment: DecodedSegment) -> None:
             shifted = segment.shifted(span.start_s)
@@ -237,7 +269,12 @@ class TranscriptionService:
             )
             budget.check()
 
+        options = options.model_copy(update={"one_segment": one_run})
         self.engine.transcribe(samples[span.start : span.end], options, None, collect)
+        if one_run and len(found) == 1:
+            run = runs[0]
+            start, end = max(run.start_s, span.start_s), min(run.end_s, span.end_s)
+            found[0] = found[0].model_copy(update={"start": start, "end": max(start, end)})
         return found
 
     def _detect(self, samples: np.ndarray, pieces: list[Span]) -> list[LanguageGuess]:
@@ -254,27 +291,6 @@ class TranscriptionService:
             start = pieces[0].start if pieces else 0
             audio = samples[start : start + 30 * SAMPLE_RATE]
         return self.engine.detect_language(audio)
-
-
-class _Budget:
-    """What every piece checks between segments: the engine seconds left to the transcription
-    (past them, ``ComputeBudgetExceeded``) and whether the transcription was stopped."""
-
-    def __init__(self, seconds: float, audio_s: float) -> None:
-        self.seconds = seconds
-        self.audio_s = audio_s
-        self.deadline = time.perf_counter() + seconds
-        self.stopped = threading.Event()
-
-    def check(self) -> None:
-        if time.perf_counter() > self.deadline:
-            raise ComputeBudgetExceeded(self.seconds, self.audio_s)
-        if self.stopped.is_set():
-            raise _Stopped()
-
-
-class _Stopped(Exception):
-    """Another piece failed or the caller stopped: this piece's result is not wanted."""
 
 
 def _uncovered(runs: list[Span], segments: list[DecodedSegment], pad: float) -> list[Span]:

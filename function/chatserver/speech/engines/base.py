@@ -35,6 +35,9 @@ class TranscribeOptions(BaseModel):
     # Where the service cuts the recording at its silences (not an engine option: engines never
     # read it); None: the service's own, measured defaults.
     detection: SpeechDetection | None = None
+    # The audio is one run of speech (service.py): an engine may decode it as one segment,
+    # without Whisper's timestamp tokens (faster-whisper does in its sized window).
+    one_segment: bool = False
 
 
 FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms frames
@@ -46,7 +49,7 @@ class WindowRule:
     """Encoder window for a piece: ``min(30 s, max(min_s, piece + margin_s))``; off: always 30 s."""
 
     enabled: bool = True
-    min_s: float = 10.0
+    min_s: float = 15.0  # core/settings.py window_min_s says why
     margin_s: float = 3.0
 
     def frames(self, samples: int) -> int:

@@ -1,18 +1,18 @@
 """faster-whisper (CTranslate2): the default engine, int8 on CPU.
 
-A piece shorter than 30 s is decoded first with an encoder window sized to it (``WindowRule``):
-the encoder's cost grows with the window, and Whisper pads every window to 30 s, so a 3 s voice
-note would otherwise pay for 30 s. faster-whisper 1.2.1 cannot do it itself (its
-``chunk_length`` pads back to 30 s and rewrites the model's one shared feature extractor), so
-each call gets its own view of the model (``_SizedWindow``) sharing only the weights.
+A piece shorter than 30 s is decoded first with an encoder window sized to it (``WindowRule``,
+sized_window.py): the encoder's cost grows with the window, and Whisper pads every window to
+30 s, so a 3 s voice note would otherwise pay for 30 s. There it is decoded once, at temperature
+0, within a token allowance, as one segment without timestamp tokens where it is one run of
+speech. Where that decode shows Whisper's signs of going wrong (its own thresholds, a phrase said
+over and over, the allowance used up), or Whisper wants a second window, the piece is decoded
+again as the bare engine decodes it: the 30 s window, timestamps, Whisper's fallbacks.
 """
 
-import copy
-import hashlib
 import logging
+import math
 import os
-import threading
-from collections import OrderedDict
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from .base import (
     WindowRule,
 )
 from .models import ResolvedModel
+from .sized_window import Encodings, SizedWindow, TailWindow
 
 logger = logging.getLogger(__name__)
 
@@ -42,91 +43,56 @@ logger = logging.getLogger(__name__)
 _MAX_COMPRESSION_RATIO = 2.4
 _MIN_AVG_LOGPROB = -1.0
 
-
-class _TailWindow(Exception):
-    """A sized window did not reach the end of its piece: Whisper wants a second window."""
-
-
-class _Encodings:
-    """Encoder outputs that a language detection kept for the decoding that follows it.
-
-    The service detects a voice note's language on exactly the piece it decodes next, so both
-    encode the very same window: the decoding takes the detection's (once; a few are kept, the
-    oldest dropped first) and saves one encoder pass.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[bytes, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(window: np.ndarray) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(window).tobytes(), digest_size=16).digest()
-
-    def keep(self, window: np.ndarray, encoded: Any) -> None:
-        with self._lock:
-            self._items[self._key(window)] = encoded
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def take(self, window: np.ndarray) -> Any | None:
-        with self._lock:
-            if not self._items:  # a language was given: nothing kept, no window to hash
-                return None
-            return self._items.pop(self._key(window), None)
-
-
-class _SizedWindow(WhisperModel):
-    """A view of a loaded model whose windows are ``frames`` long; only the weights are shared.
-
-    Built per call, so no call or worker sees another's window (faster-whisper's own
-    ``chunk_length`` rewrites the one shared feature extractor).
-    """
-
-    def __init__(self, model: WhisperModel, frames: int, encodings: _Encodings) -> None:  # not super()
-        self.__dict__.update(model.__dict__)
-        self.feature_extractor = copy.copy(model.feature_extractor)
-        self.feature_extractor.nb_max_frames = frames
-        self.feature_extractor.n_samples = frames * self.feature_extractor.hop_length
-        self._frames = frames
-        self._windows = 0
-        self._encodings = encodings
-        self._detecting = False
-
-    def encode(self, features: np.ndarray) -> Any:
-        # generate_segments pads every window to 3000 frames; the encoder sees only ours.
-        window = features[..., : self._frames]
-        if self._detecting:
-            encoded = super().encode(window)
-            self._encodings.keep(window, encoded)
-            return encoded
-        self._windows += 1
-        if self._windows > 1:
-            # On a short tail a sized window is where Whisper ran to the token limit through
-            # every fallback (issue 9): the full window decodes the whole piece instead.
-            raise _TailWindow()
-        kept = self._encodings.take(window)
-        return kept if kept is not None else super().encode(window)
-
-    def detect_language_of(self, audio: np.ndarray) -> list[tuple[str, float]]:
-        # The features cut as transcribe() cuts its first window (without the last frame, which
-        # comes from padding), so that decoding this audio next finds the encoding.
-        features = self.feature_extractor(audio)[..., :-1]
-        self._detecting = True
-        try:
-            return self.detect_language(features=features)[2]
-        finally:
-            self._detecting = False
+# Tokens a sized window may decode from a piece of d seconds: 32 + 20 per second, twice the
+# fastest rate of the 355 references of ../shared/commands and ../shared/audio up to 15 s
+# (Mongolian, 9.9 tokens a second of audio; French 7.1, English 6.2). A window that loops ("turn
+# the lights on turn the lights on ...", 212 tokens for 2.2 s) stops there, instead of at
+# Whisper's 224, and goes to the full window. Past ~9.6 s the bound is Whisper's own.
+_TOKENS_BASE = 32
+_TOKENS_PER_SECOND = 20
+_WHISPER_MAX_TOKENS = 224  # what Whisper decodes at most in one window: half its 448 positions
 
 
 def _suspicious(segments: list[DecodedSegment]) -> bool:
-    """Whisper's own signs that a window went wrong (openai-whisper's fallback thresholds)."""
+    """Whisper's own signs that a window went wrong (openai-whisper's fallback thresholds), and
+    a phrase said over and over, which a text of a few words repeats without reaching the
+    compression ratio's threshold ("Serra con llave puerta principal." twice for once)."""
     if not segments:
         return True  # the VAD heard speech in this piece; an empty window is a miss
+    if _repeated_phrase("".join(s.text for s in segments)):
+        return True
     return any(
         s.compression_ratio > _MAX_COMPRESSION_RATIO or s.avg_logprob < _MIN_AVG_LOGPROB for s in segments
     )
+
+
+def _repeated_phrase(text: str) -> bool:
+    """Whether ``text`` is one phrase two times or more, word for word (case and punctuation aside)."""
+    words = re.findall(r"\w+", text.casefold())
+    n = len(words)
+    return any(n % size == 0 and words == words[:size] * (n // size) for size in range(1, n // 2 + 1))
+
+
+def _tokens(transcript: Transcript) -> int:
+    return sum(len(s.tokens) for s in transcript.segments)
+
+
+def token_allowance(samples: int) -> int | None:
+    """The tokens a sized window may decode from ``samples`` of audio (None: Whisper's own bound)."""
+    bound = _TOKENS_BASE + math.ceil(_TOKENS_PER_SECOND * samples / 16_000)
+    return bound if bound < _WHISPER_MAX_TOKENS else None
+
+
+def _max_new_tokens(allowance: int | None, options: TranscribeOptions) -> int | None:
+    """faster-whisper's ``max_new_tokens`` that lets the decoder produce ``allowance`` tokens.
+
+    CTranslate2 decodes at most half of the length it is given, as openai-whisper's sample_len is
+    half of the 448 positions, and faster-whisper gives it the prompt's length plus this value:
+    the prompt here is the start sequence (3 tokens, a 4th without timestamps).
+    """
+    if allowance is None:
+        return None
+    return 2 * allowance - (4 if options.one_segment else 3)
 
 
 class FasterWhisperEngine:
@@ -146,7 +112,7 @@ class FasterWhisperEngine:
         self.multilingual = model.multilingual
         self.workers = workers
         self.window = window or WindowRule()
-        self._encodings = _Encodings(size=2 * workers)
+        self._encodings = Encodings(size=2 * workers)
         # num_workers lets that many threads transcribe at once on one copy of the weights.
         self._model = WhisperModel(
             model.location,
@@ -176,7 +142,10 @@ class FasterWhisperEngine:
                 if progress is not None:
                     progress(1.0)
                 return sized
-        return self._decode(self._model, audio, options, progress, on_segment)
+        # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
+        return self._decode(
+            self._model, audio, options.model_copy(update={"one_segment": False}), progress, on_segment
+        )
 
     def _try_sized(self, audio: np.ndarray, options: TranscribeOptions, frames: int) -> Transcript | None:
         """The piece decoded in a window of ``frames``, or None where the full window must decide.
@@ -185,6 +154,8 @@ class FasterWhisperEngine:
         window (which has them) instead of paying for them here first.
         """
         temperature = 0.0 if options.temperature is None else options.temperature
+        # A caller's text prompt lengthens the prompt: then Whisper's own bound applies.
+        allowance = None if options.prompt else token_allowance(audio.size)
         try:
             transcript = self._decode(
                 self._sized(frames),
@@ -192,11 +163,14 @@ class FasterWhisperEngine:
                 options.model_copy(update={"temperature": temperature}),
                 None,
                 None,
+                _max_new_tokens(allowance, options),
             )
-        except _TailWindow:
+        except TailWindow:
             logger.info("sized window of %d frames left a tail: full window instead", frames)
             return None
-        if _suspicious(transcript.segments):
+        # A decode that used its whole allowance was cut inside a loop, where Whisper's own
+        # checks would have seen it: the full window decides, with them.
+        if _suspicious(transcript.segments) or (allowance and _tokens(transcript) >= allowance - 2):
             logger.info("sized window of %d frames looked wrong: full window instead", frames)
             return None
         return transcript
@@ -208,6 +182,7 @@ class FasterWhisperEngine:
         options: TranscribeOptions,
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
+        max_new_tokens: int | None = None,
     ) -> Transcript:
         extra = {} if options.temperature is None else {"temperature": options.temperature}
         pieces, info = model.transcribe(
@@ -218,6 +193,8 @@ class FasterWhisperEngine:
             vad_filter=options.vad_filter,
             initial_prompt=options.prompt,
             word_timestamps=options.word_timestamps,
+            without_timestamps=options.one_segment,
+            max_new_tokens=max_new_tokens,
             **extra,
         )
         segments: list[DecodedSegment] = []
@@ -247,8 +224,8 @@ class FasterWhisperEngine:
             probabilities = self._sized(frames).detect_language_of(audio)
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
 
-    def _sized(self, frames: int) -> _SizedWindow:
-        return _SizedWindow(self._model, frames, self._encodings)
+    def _sized(self, frames: int) -> SizedWindow:
+        return SizedWindow(self._model, frames, self._encodings)
 
     def warm_up(self) -> None:
         """Pay at load what the first request would: buffers, kernel choice, lazy loading.

@@ -1,0 +1,106 @@
+"""Every clip of ../shared/audio and ../shared/commands, transcribed once per run and shared.
+
+The service (the defaults) transcribes every clip with its language; the bare engine
+(faster-whisper's own ``transcribe``: 30 s window, beam 5, Whisper's fallbacks, the same int8
+weights, the language given) transcribes the clips up to 15 s, the voice notes that the
+service's accuracy is held against (test_voice_notes.py). test_longform.py compares joined
+recordings with the service's clips one by one. Together about 6 minutes on 2 cores, so the
+tests that ask for it carry a longer timeout than the suite's 300 s.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from faster_whisper import WhisperModel
+
+from chatserver.core.settings import Settings
+from chatserver.speech.audio import decode, ffmpeg_executable
+from chatserver.speech.engines import load_engine, models
+from chatserver.speech.service import TranscriptionService
+from chatserver.speech.transcript import Transcript
+from tests.support.corpus import COMMANDS, MANIFEST, Clip
+
+VOICE_NOTE_S = 15.0  # issue 18's clips: up to 15 s
+# For the tests that ask for ``transcribed``: the first of them waits for every clip.
+TRANSCRIBED_TIMEOUT = pytest.mark.timeout(2400)
+
+
+def key(item: Clip) -> str:
+    """A clip's name across both sets (the file names alone repeat between languages)."""
+    return f"{item.path.parent.parent.name}/{item.path.parent.name}/{item.path.name}"
+
+
+CLIPS = [c for c in MANIFEST if not c.path.name.startswith("long-")] + COMMANDS
+VOICE_NOTES = [c for c in CLIPS if c.duration <= VOICE_NOTE_S]
+
+
+@dataclass
+class Transcribed:
+    samples: dict[str, np.ndarray]
+    service: dict[str, Transcript]
+    bare: dict[str, str]  # the voice notes only
+    # The voice notes that the sized window handed to the 30 s window, decoded twice.
+    decoded_twice: list[str] = field(default_factory=list)
+
+
+class _Retries(logging.Handler):
+    """The engine's own log line each time the sized window hands a piece to the 30 s window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "full window instead" in record.getMessage():
+            self.seen.append(record.getMessage())
+
+
+def bare_engine(settings: Settings) -> WhisperModel:
+    """What anyone calling faster-whisper directly gets: CTranslate2's own thread count (4,
+    cut to the cores), the same weights and precision as the service."""
+    resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
+    threads = min(4, len(os.sched_getaffinity(0)))
+    return WhisperModel(
+        resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=threads
+    )
+
+
+@pytest.fixture(scope="session")
+def clip_samples() -> dict[str, np.ndarray]:
+    """Every clip decoded as the service decodes an upload, by ``key``."""
+    ffmpeg = ffmpeg_executable(None)
+    return {key(c): decode(c.path, ffmpeg=ffmpeg, timeout_s=60, max_seconds=600) for c in CLIPS}
+
+
+@pytest.fixture(scope="session")
+def transcribed(tmp_path_factory: pytest.TempPathFactory, clip_samples: dict[str, np.ndarray]) -> Transcribed:
+    settings = Settings(tmp_dir=tmp_path_factory.mktemp("service-tmp"))
+    service = TranscriptionService(settings, load_engine(settings))
+    samples = clip_samples
+    result = Transcribed(samples, {}, {})
+    retries = _Retries()
+    watched = logging.getLogger("chatserver.speech.engines.faster")
+    watched.addHandler(retries)
+    level = watched.level
+    watched.setLevel(logging.INFO)
+    try:
+        for item in CLIPS:
+            result.service[key(item)] = service.transcribe_samples(
+                samples[key(item)], service.options(item.language)
+            )
+            if item.duration <= VOICE_NOTE_S and retries.seen:
+                result.decoded_twice.append(key(item))
+            retries.seen.clear()
+    finally:
+        watched.removeHandler(retries)
+        watched.setLevel(level)
+    bare = bare_engine(settings)
+    for item in VOICE_NOTES:
+        segments, _ = bare.transcribe(
+            samples[key(item)], language=item.language, beam_size=settings.beam_size
+        )
+        result.bare[key(item)] = "".join(s.text for s in segments).strip()
+    return result
