@@ -180,24 +180,30 @@ def test_an_unknown_field_is_a_400_on_every_route(base_url):
 
 
 def test_chunking_strategy_sets_where_the_recording_is_cut(base_url):
-    """server_vad's fields reach the cut at silences, seen in each segment's ``seek`` (where its
-    piece starts, in 10 ms frames); 'auto' is the cut without the field."""
+    """server_vad's fields reach the cut at silences: a recording over 15 s is decoded run by run,
+    each run one segment that spans it (padding included), so the segments show the runs."""
 
-    def piece_starts(**fields) -> list[int]:
+    def runs(**fields) -> list[tuple[float, float]]:
         result = transcribe(base_url, FRENCH_23S, response_format="verbose_json", language="fr", **fields)
         assert "sommes d accord" in normalise(result.text)
-        return sorted({s.seek for s in result.segments})
+        return [(s.start, s.end) for s in result.segments]
 
     def vad(**fields) -> dict:
         return {"chunking_strategy": {"type": "server_vad", **fields}}
 
-    assert piece_starts(chunking_strategy="auto") == piece_starts()
-    # OpenAI's defaults (threshold 0.5, 300 ms of padding, 200 ms of silence): measured [277, 1306].
-    first, second = piece_starts(**vad())
+    assert runs(chunking_strategy="auto") == runs()
+    # OpenAI's defaults (threshold 0.5, 300 ms of padding, 200 ms of silence): measured 4 runs,
+    # the first from 2.77 s (ours, 400 ms and 500 ms: 2 runs, from 2.67 s).
+    openai = runs(**vad())
+    assert len(openai) > len(runs())
     # Padding is kept before each run of speech: 1 s instead of 0.3 s starts the first 0.7 s earlier.
-    assert abs(piece_starts(**vad(prefix_padding_ms=1000))[0] - (first - 70)) <= 1
-    # A pause must last 1 s to end a run: the ~0.6 s pause at 13 s no longer does, and the
-    # second piece starts where the 15 s limit splits the run instead (measured 1442).
-    assert piece_starts(**vad(silence_duration_ms=1000))[1] > second + 50
-    # A stricter threshold hears the speech begin later (measured 284).
-    assert piece_starts(**vad(threshold=0.9))[0] > first
+    assert runs(**vad(prefix_padding_ms=1000))[0][0] == pytest.approx(openai[0][0] - 0.7, abs=0.02)
+    # A pause must last 1 s to end a run: the short pauses at 5.3 s no longer do (measured 2 runs,
+    # the second from 14.4 s, where the 15 s limit splits the first).
+    patient = runs(**vad(silence_duration_ms=1000))
+    assert len(patient) < len(openai)
+    assert patient[1][0] > openai[1][0] + 5
+    # A stricter threshold hears the speech begin later (measured 2.84 s) and cuts it more often.
+    strict = runs(**vad(threshold=0.9))
+    assert strict[0][0] > openai[0][0]
+    assert len(strict) > len(openai)

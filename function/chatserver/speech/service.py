@@ -255,7 +255,7 @@ class TranscriptionService:
 
         A piece that is one run of speech is one segment (``one_segment``: the engine may skip
         Whisper's timestamp tokens, measured faster and as accurate on short notes, README), and
-        that segment spans the run.
+        that segment spans the run, its words inside it.
         """
         budget.check()
         found: list[DecodedSegment] = []
@@ -274,7 +274,7 @@ class TranscriptionService:
         if one_run and len(found) == 1:
             run = runs[0]
             start, end = max(run.start_s, span.start_s), min(run.end_s, span.end_s)
-            found[0] = found[0].model_copy(update={"start": start, "end": max(start, end)})
+            found[0] = found[0].spanning(start, max(start, end))
         return found
 
     def _detect(self, samples: np.ndarray, pieces: list[Span]) -> list[LanguageGuess]:

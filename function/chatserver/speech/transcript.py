@@ -52,6 +52,22 @@ class DecodedSegment(Segment):
         )
 
 
+    def spanning(self, start: float, end: float) -> "DecodedSegment":
+        """The segment set to span ``start``-``end``, its words kept inside.
+
+        A one-run piece's segment spans the run of speech (no timestamp tokens to say more);
+        word alignment can put the first word in the silence the piece was widened into, and a
+        client reads a segment's words inside the segment.
+        """
+        words = None
+        if self.words is not None:
+            words = [
+                w.model_copy(update={"start": min(max(w.start, start), end), "end": min(max(w.end, start), end)})
+                for w in self.words
+            ]
+        return self.model_copy(update={"start": start, "end": end, "words": words})
+
+
 class Transcript(BaseModel):
     text: str
     language: str = Field(description="ISO 639-1 code, given or detected.")
