@@ -4,12 +4,14 @@ The service (the defaults) transcribes every clip with its language; the bare en
 (faster-whisper's own ``transcribe``: 30 s window, beam 5, Whisper's fallbacks, the same int8
 weights, the language given) transcribes the clips up to 15 s, the voice notes that the
 service's accuracy is held against (test_voice_notes.py). test_longform.py compares joined
-recordings with the service's clips one by one. Together about 6 minutes on 2 cores, so the
-tests that ask for it carry a longer timeout than the suite's 300 s.
+recordings with the service's clips one by one. The bare engine runs beside the service, one
+thread per call (the service's own setting: CTranslate2's decoder is faster on one thread than on
+two, README): about 5 minutes on 2 cores against 9 one after the other, so the tests that ask
+for it carry a longer timeout than the suite's 300 s.
 """
 
 import logging
-import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,14 +60,18 @@ class _Retries(logging.Handler):
             self.seen.append(record.getMessage())
 
 
-def bare_engine(settings: Settings) -> WhisperModel:
-    """What anyone calling faster-whisper directly gets: CTranslate2's own thread count (4,
-    cut to the cores), the same weights and precision as the service."""
+def bare_engine(settings: Settings, workers: int) -> WhisperModel:
+    """What anyone calling faster-whisper directly gets, with the same weights and precision as
+    the service; one thread per call, as it runs beside the service (the words do not depend on it)."""
     resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
-    threads = min(4, len(os.sched_getaffinity(0)))
     return WhisperModel(
-        resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=threads
+        resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=1, num_workers=workers
     )
+
+
+def _bare_text(bare: WhisperModel, item: Clip, samples: np.ndarray, beam_size: int) -> str:
+    segments, _ = bare.transcribe(samples, language=item.language, beam_size=beam_size)
+    return "".join(s.text for s in segments).strip()
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +87,15 @@ def transcribed(tmp_path_factory: pytest.TempPathFactory, clip_samples: dict[str
     service = TranscriptionService(settings, load_engine(settings))
     samples = clip_samples
     result = Transcribed(samples, {}, {})
+    # The bare engine meanwhile, on two threads (CTranslate2 lets go of the GIL): it has about
+    # three times the service's work, and the two cores to itself once the service is done.
+    workers = 2
+    bare = bare_engine(settings, workers)
+    beside = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bare")
+    texts = {
+        key(item): beside.submit(_bare_text, bare, item, samples[key(item)], settings.beam_size)
+        for item in VOICE_NOTES
+    }
     retries = _Retries()
     watched = logging.getLogger("chatserver.speech.engines.faster")
     watched.addHandler(retries)
@@ -97,10 +112,6 @@ def transcribed(tmp_path_factory: pytest.TempPathFactory, clip_samples: dict[str
     finally:
         watched.removeHandler(retries)
         watched.setLevel(level)
-    bare = bare_engine(settings)
-    for item in VOICE_NOTES:
-        segments, _ = bare.transcribe(
-            samples[key(item)], language=item.language, beam_size=settings.beam_size
-        )
-        result.bare[key(item)] = "".join(s.text for s in segments).strip()
+        beside.shutdown(wait=True)
+    result.bare = {name: text.result() for name, text in texts.items()}
     return result
