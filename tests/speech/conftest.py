@@ -65,7 +65,11 @@ def bare_engine(settings: Settings, workers: int) -> WhisperModel:
     the service; one thread per call, as it runs beside the service (the words do not depend on it)."""
     resolved = models.resolve(settings.model, "faster-whisper", settings.model_dir)
     return WhisperModel(
-        resolved.location, device="cpu", compute_type=settings.compute_type, cpu_threads=1, num_workers=workers
+        resolved.location,
+        device="cpu",
+        compute_type=settings.compute_type,
+        cpu_threads=1,
+        num_workers=workers,
     )
 
 

@@ -51,7 +51,6 @@ class DecodedSegment(Segment):
             }
         )
 
-
     def spanning(self, start: float, end: float) -> "DecodedSegment":
         """The segment set to span ``start``-``end``, its words kept inside.
 
@@ -59,12 +58,13 @@ class DecodedSegment(Segment):
         word alignment can put the first word in the silence the piece was widened into, and a
         client reads a segment's words inside the segment.
         """
-        words = None
-        if self.words is not None:
-            words = [
-                w.model_copy(update={"start": min(max(w.start, start), end), "end": min(max(w.end, start), end)})
-                for w in self.words
-            ]
+
+        def inside(t: float) -> float:
+            return min(max(t, start), end)
+
+        words = self.words and [
+            w.model_copy(update={"start": inside(w.start), "end": inside(w.end)}) for w in self.words
+        ]
         return self.model_copy(update={"start": start, "end": end, "words": words})
 
 
