@@ -16,6 +16,7 @@ import pytest
 
 from chatserver.speech.audio import SAMPLE_RATE
 from chatserver.speech.engines import faster
+from chatserver.speech.transcript import DecodedSegment, Word
 from tests.speech.conftest import TRANSCRIBED_TIMEOUT, VOICE_NOTES, Transcribed, key
 from tests.support.corpus import Clip, clip, corpus_wer
 
@@ -94,6 +95,34 @@ def test_a_note_of_one_run_is_one_segment_around_its_speech(transcribed: Transcr
     loud = np.flatnonzero(np.abs(samples) > 0.1 * np.abs(samples).max()) / SAMPLE_RATE
     assert segment.start <= loud[0] <= loud[-1] <= segment.end <= transcript.duration
     assert segment.end - segment.start < transcript.duration
+
+
+def test_a_one_run_note_keeps_its_words_inside_its_segment(service):
+    """Word alignment may put a first word in the silence around the run (measured 0.6 s before
+    a fan-out chunk's run); a client reads a segment's words inside the segment."""
+    item = clip("stp-fr-02.wav")
+    options = service.options("fr").model_copy(update={"word_timestamps": True})
+    (segment,) = service.transcribe(item.path, options).segments
+    assert segment.words
+    assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
+    assert [w.start for w in segment.words] == sorted(w.start for w in segment.words)
+
+
+def test_a_segment_set_to_its_run_clamps_its_words():
+    segment = DecodedSegment(
+        start=0.0,
+        end=3.0,
+        text=" Bonjour à tous",
+        words=[
+            Word(word=" Bonjour", start=0.2, end=1.4),
+            Word(word=" à", start=1.4, end=1.6),
+            Word(word=" tous", start=1.6, end=3.0),
+        ],
+    )
+    spanned = segment.spanning(0.9, 2.5)
+    assert (spanned.start, spanned.end) == (0.9, 2.5)
+    assert [(w.start, w.end) for w in spanned.words] == [(0.9, 1.4), (1.4, 1.6), (1.6, 2.5)]
+    assert segment.model_copy(update={"words": None}).spanning(0.9, 2.5).words is None
 
 
 def test_repeated_phrases_are_suspicious():
