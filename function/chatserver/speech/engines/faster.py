@@ -207,12 +207,7 @@ class FasterWhisperEngine:
                 on_segment(segment)
             if progress is not None and info.duration:
                 progress(min(piece.end / info.duration, 1.0))
-        return Transcript(
-            text="".join(s.text for s in segments).strip(),
-            language=info.language,
-            duration=round(info.duration, 3),
-            segments=segments,
-        )
+        return Transcript.of_segments(segments, info.language, info.duration)
 
     def detect_language(self, audio: np.ndarray) -> list[LanguageGuess]:
         # On a window sized to the audio too: over the 34 recordings of ../shared/audio (their
