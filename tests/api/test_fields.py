@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Form, Query
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from moto import mock_aws
 from pydantic import BaseModel
@@ -20,7 +19,7 @@ from chatserver.api.fields import accepted
 from chatserver.api.openai_fields import list_form
 from chatserver.jobs.s3 import make_s3_client
 from tests.support.corpus import clip
-from tests.support.http import assert_error
+from tests.support.http import api_routes, assert_error
 from tests.support.s3 import fake_aws_env
 
 JFK = clip("jfk.flac")
@@ -119,17 +118,6 @@ def test_what_a_route_accepts_is_what_its_openapi_body_declares(app):
             assert {n.removesuffix("[]") for n in documented if n.endswith("[]")} == names - documented
             checked += 1
     assert checked >= 5
-
-
-def api_routes(routes) -> list[APIRoute]:
-    """The app's routes, with those of included routers (FastAPI keeps them apart)."""
-    found = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif hasattr(route, "original_router"):
-            found.extend(api_routes(route.original_router.routes))
-    return found
 
 
 class Options(BaseModel):

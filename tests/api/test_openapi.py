@@ -9,7 +9,6 @@ Bounded: a few examples per operation, no shrinking, so the run takes under a mi
 import hypothesis
 import pytest
 import schemathesis
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from moto import mock_aws
 from schemathesis import GenerationMode
@@ -25,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from chatserver.api.app import create_app
 from chatserver.core.settings import Settings
 from chatserver.jobs.s3 import make_s3_client
+from tests.support.http import api_routes
 from tests.support.s3 import fake_aws_env
 
 CHECKS = [
@@ -88,17 +88,6 @@ def test_every_answer_matches_the_schema(api_schema):
             except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises a group
                 failures[f"{operation.method.upper()} {operation.path} ({mode})"] = str(exc)[:3000]
     assert not failures, "\n\n".join(f"{where}:\n{what}" for where, what in failures.items())
-
-
-def api_routes(routes) -> list[APIRoute]:
-    """The app's routes, with those of included routers (FastAPI keeps them apart)."""
-    found = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif hasattr(route, "original_router"):
-            found.extend(api_routes(route.original_router.routes))
-    return found
 
 
 def test_the_schema_covers_every_route_the_app_serves(app):
