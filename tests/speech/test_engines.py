@@ -86,3 +86,56 @@ def test_sized_windows_share_no_state_between_concurrent_calls(make_settings, jf
     assert together == alone * 2
     assert (shared.nb_max_frames, shared.n_samples, shared.chunk_length) == before == (3000, 480_000, 30)
     assert normalise(alone[0]) == normalise(JFK.reference)
+
+
+def test_the_decoder_sees_the_sized_window_then_a_silent_one(make_settings, jfk_samples):
+    """The encoder runs on the sized window only; past it the decoder gets the encoding of a
+    silent window, up to ``window_decoder_min_s`` (sized_window.py)."""
+    import numpy as np
+    from faster_whisper.audio import pad_or_trim
+
+    engine = load_engine(make_settings())
+    note = jfk_samples[: 2 * 16_000]
+    frames = engine.window.frames(note.size)
+    assert frames == 500  # the 5 s floor
+    view = engine._sized(frames)
+    # As faster-whisper's generate_segments hands a window to the encoder: padded to 30 s.
+    features = pad_or_trim(view.feature_extractor(note))
+    seen = np.asarray(view.encode(features))
+    own = np.asarray(engine._model.encode(features[..., :frames]))
+
+    assert seen.shape == (1, engine.window.decoder_frames // 2, 512) == (1, 750, 512)
+    np.testing.assert_allclose(seen[:, : frames // 2], own[:, : frames // 2], atol=1e-4)
+    np.testing.assert_array_equal(seen[:, frames // 2 :], engine._silence[:, frames // 2 : 750])
+    # A window at least as long as the decoder's minimum is its own encoding only.
+    long_view = engine._sized(1600)
+    long_features = pad_or_trim(long_view.feature_extractor(jfk_samples))
+    assert np.asarray(long_view.encode(long_features)).shape == (1, 800, 512)
+
+
+def test_the_silent_window_is_computed_once_and_kept(make_settings, tmp_path):
+    import numpy as np
+
+    from chatserver.speech.engines.sized_window import silent_window
+
+    model = load_engine(make_settings())._model
+    cache = tmp_path / "models"
+    first = silent_window(model, cache, "key")
+    kept = cache / "silent-window-key.npy"
+    assert first.shape == (1, 1500, 512) and kept.is_file()
+
+    class NoEncoder:  # read back, not computed again
+        feature_extractor = model.feature_extractor
+
+        def encode(self, *_):
+            raise AssertionError("the kept encoding was not used")
+
+    np.testing.assert_array_equal(silent_window(NoEncoder(), cache, "key"), first)
+    kept.write_bytes(b"\x93NUMPY truncated")  # a broken file is computed again and replaced
+    np.testing.assert_allclose(silent_window(model, cache, "key"), first, atol=1e-4)
+    assert np.load(kept).shape == (1, 1500, 512)
+    # Where nothing can be kept (a read-only model dir), it is computed at every start.
+    blocked = cache / "file"
+    blocked.write_text("not a directory")
+    np.testing.assert_allclose(silent_window(model, blocked, "key"), first, atol=1e-4)
+    assert sorted(p.name for p in cache.iterdir()) == ["file", "silent-window-key.npy"]

@@ -38,7 +38,12 @@ def load_engine(settings: Settings) -> Engine:
         settings.compute_type,
         cpu_threads(settings),
         settings.max_concurrent_jobs,
-        WindowRule(settings.sized_window, settings.window_min_s, settings.window_margin_s),
+        WindowRule(
+            settings.sized_window,
+            settings.window_min_s,
+            settings.window_margin_s,
+            settings.window_decoder_min_s,
+        ),
     )
 
 

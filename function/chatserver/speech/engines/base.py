@@ -46,11 +46,20 @@ MIN_WINDOW_FRAMES = 300  # the shortest window CTranslate2's Whisper encoder acc
 
 @dataclass(frozen=True)
 class WindowRule:
-    """Encoder window for a piece: ``min(30 s, max(min_s, piece + margin_s))``; off: always 30 s."""
+    """Encoder window for a piece: ``min(30 s, max(min_s, piece + margin_s))``; off: always 30 s.
+
+    The decoder sees at least ``decoder_min_s``: a silent window's encoding follows the piece's
+    (sized_window.py).
+    """
 
     enabled: bool = True
-    min_s: float = 15.0  # core/settings.py window_min_s says why
+    min_s: float = 5.0  # core/settings.py window_min_s says why
     margin_s: float = 3.0
+    decoder_min_s: float = 15.0
+
+    @property
+    def decoder_frames(self) -> int:
+        return min(FULL_WINDOW_FRAMES, round(self.decoder_min_s * 100))
 
     def frames(self, samples: int) -> int:
         if not self.enabled:

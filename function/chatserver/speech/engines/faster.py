@@ -9,6 +9,7 @@ over and over, the allowance used up), or Whisper wants a second window, the pie
 again as the bare engine decodes it: the 30 s window, timestamps, Whisper's fallbacks.
 """
 
+import hashlib
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ import numpy as np
 # onnxruntime, which runs the VAD model, otherwise starts Microsoft's telemetry: it leaves a
 # session file (.ses) in the temp dir and would send events wherever there is network.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import ctranslate2
 from faster_whisper import WhisperModel
 
 from ..transcript import DecodedSegment, Transcript, Word
@@ -34,7 +36,7 @@ from .base import (
     WindowRule,
 )
 from .models import ResolvedModel
-from .sized_window import Encodings, SizedWindow, TailWindow
+from .sized_window import Encodings, SizedWindow, TailWindow, silent_window
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ class FasterWhisperEngine:
             num_workers=workers,
             download_root=str(download_root),
         )
+        self._silence = silent_window(self._model, download_root, _weights_key(model.location, compute_type))
 
     def transcribe(
         self,
@@ -220,7 +223,7 @@ class FasterWhisperEngine:
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
 
     def _sized(self, frames: int) -> SizedWindow:
-        return SizedWindow(self._model, frames, self._encodings)
+        return SizedWindow(self._model, frames, self._encodings, self._silence, self.window.decoder_frames)
 
     def warm_up(self) -> None:
         """Pay at load what the first request would: buffers, kernel choice, lazy loading.
@@ -243,6 +246,14 @@ class FasterWhisperEngine:
         # 0.63 s against 0.35 s for the second).
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(voice_note, range(self.workers)))
+
+
+def _weights_key(location: str, compute_type: str) -> str:
+    """Names the weights, precision and CTranslate2 release an encoding was computed with."""
+    model_bin = Path(location) / "model.bin"
+    stamp = f"{model_bin.stat().st_size}:{model_bin.stat().st_mtime_ns}" if model_bin.is_file() else ""
+    text = f"{Path(location).resolve()}|{stamp}|{compute_type}|{ctranslate2.__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _segment(piece: Any, duration: float) -> DecodedSegment:
