@@ -122,7 +122,8 @@ def test_the_silent_window_is_computed_once_and_kept(make_settings, tmp_path):
     cache = tmp_path / "models"
     first = silent_window(model, cache, "key")
     kept = cache / "silent-window-key.npy"
-    assert first.shape == (1, 1500, 512) and kept.is_file()
+    assert first.shape == (1, 1500, 512)
+    assert kept.is_file()
 
     class NoEncoder:  # read back, not computed again
         feature_extractor = model.feature_extractor
