@@ -94,7 +94,7 @@ def test_the_decoder_sees_the_sized_window_then_a_silent_one(make_settings, jfk_
     import numpy as np
     from faster_whisper.audio import pad_or_trim
 
-    engine = load_engine(make_settings())
+    engine = load_engine(make_settings(window_min_s=5))
     note = jfk_samples[: 2 * 16_000]
     frames = engine.window.frames(note.size)
     assert frames == 500  # the 5 s floor

@@ -71,14 +71,15 @@ class Settings(BaseSettings):
     # 0.411 against 0.093 clip by clip), 20 s 0.155, 15 s 0.093 (README).
     piece_max_s: float = Field(default=15.0, gt=1, le=28)
     # The default engine's encoder window sized to each piece (engines/faster.py WindowRule):
-    # min(30 s, max(window_min_s, piece + window_margin_s)), and the decoder sees at least
-    # window_decoder_min_s: past the window, a silent window's encoding (sized_window.py). On the
-    # 355 clips of ../shared/commands and ../shared/audio up to 15 s, language given (corpus WER,
-    # 1919 words): 5 s and 15 s 0.234, the bare engine 0.235, the 15 s encoder window without the
-    # silent tail (before) 0.232; 5 s and 30 s 0.237; a 5 s window alone 0.729. Time: 0.3x the
-    # bare engine's against 0.43x before; a 30 s decoder costs more as notes get longer (README).
+    # min(30 s, max(window_min_s, piece + window_margin_s)); where a window is shorter than
+    # window_decoder_min_s, the decoder sees a silent window's encoding past it (sized_window.py).
+    # On the 355 clips of ../shared/commands and ../shared/audio up to 15 s, language given
+    # (corpus WER, 1919 words; the bare engine 0.235): 15 s 0.232; 5 s with the silent tail to 15 s
+    # 0.233 in 0.34x the bare engine's time against 0.43x; a 5 s window alone 0.729. The 5 s floor
+    # is not the default yet: in the suite a note it sent to the 30 s window came back as 70 words
+    # from Whisper's sampled fallbacks, and a joined French recording lost words (README).
     sized_window: bool = True
-    window_min_s: float = Field(default=5.0, ge=3, le=30)
+    window_min_s: float = Field(default=15.0, ge=3, le=30)
     window_decoder_min_s: float = Field(default=15.0, ge=3, le=30)
     window_margin_s: float = Field(default=3.0, ge=0, le=10)
     # Engine seconds a transcription may use: this many per second of audio, never under the

@@ -53,13 +53,18 @@ class WindowRule:
     """
 
     enabled: bool = True
-    min_s: float = 5.0  # core/settings.py window_min_s says why
+    min_s: float = 15.0  # core/settings.py window_min_s says why
     margin_s: float = 3.0
     decoder_min_s: float = 15.0
 
     @property
     def decoder_frames(self) -> int:
         return min(FULL_WINDOW_FRAMES, round(self.decoder_min_s * 100))
+
+    @property
+    def silent_tail(self) -> bool:
+        """Whether a window can be shorter than what the decoder is to see."""
+        return self.enabled and max(MIN_WINDOW_FRAMES, round(self.min_s * 100)) < self.decoder_frames
 
     def frames(self, samples: int) -> int:
         if not self.enabled:

@@ -124,7 +124,12 @@ class FasterWhisperEngine:
             num_workers=workers,
             download_root=str(download_root),
         )
-        self._silence = silent_window(self._model, download_root, _weights_key(model.location, compute_type))
+        # Only where a window can be shorter than the decoder's minimum (not with the defaults).
+        self._silence = (
+            silent_window(self._model, download_root, _weights_key(model.location, compute_type))
+            if self.window.silent_tail
+            else None
+        )
 
     def transcribe(
         self,

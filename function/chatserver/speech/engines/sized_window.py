@@ -103,7 +103,12 @@ class SizedWindow(WhisperModel):
     """
 
     def __init__(
-        self, model: WhisperModel, frames: int, encodings: Encodings, silence: np.ndarray, decoder_frames: int
+        self,
+        model: WhisperModel,
+        frames: int,
+        encodings: Encodings,
+        silence: np.ndarray | None,
+        decoder_frames: int,
     ) -> None:  # not super()
         self.__dict__.update(model.__dict__)
         self.feature_extractor = copy.copy(model.feature_extractor)
@@ -113,7 +118,7 @@ class SizedWindow(WhisperModel):
         self._windows = 0
         self._encodings = encodings
         # The silent encoding up to what the decoder is to see (encoder positions are 2 frames).
-        self._silence = silence[:, : decoder_frames // 2]
+        self._silence = None if silence is None else silence[:, : decoder_frames // 2]
         self._detecting = False
 
     def encode(self, features: np.ndarray) -> Any:
@@ -133,6 +138,8 @@ class SizedWindow(WhisperModel):
 
     def _full_window(self, encoded: Any) -> ctranslate2.StorageView:
         """The window's encoding, followed by the silent window's from where it ends."""
+        if self._silence is None or self._frames // 2 >= self._silence.shape[1]:
+            return encoded
         own = np.asarray(encoded)
         # from_array keeps a reference to the joined array, so it lives as long as the view.
         return ctranslate2.StorageView.from_array(
