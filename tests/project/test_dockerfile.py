@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from chatserver.core.settings import Settings
+from chatserver.speech import engines
 from chatserver.speech.engines import models
 from tests.support import REPO
 
@@ -220,7 +222,13 @@ def test_bake_prepares_the_model_the_service_then_finds_read_only(engine: str, t
     model_dir = tmp_path / "models"
     result = _bake(engine, model_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    (baked,) = model_dir.iterdir()
+    baked = model_dir / f"whisper-base-{models.PACKAGED_SHA256[:12]}"
+    # Beside the model, faster-whisper's silent window encoding (speech/engines/sized_window.py).
+    beside = [path for path in model_dir.iterdir() if path != baked]
+    # Computed where the defaults let a window be shorter than the decoder's minimum.
+    tail = engine == "faster-whisper" and engines.window_rule(Settings()).silent_tail
+    assert [p.name.startswith("silent-window-") for p in beside] == ([True] if tail else [])
+    assert all(path.stat().st_mode & stat.S_IROTH for path in beside), beside
     model_bin = baked / "model.bin"
     digest = hashlib.sha256()
     with model_bin.open("rb") as handle:

@@ -67,6 +67,13 @@ def test_window_rule():
     assert rule.frames(12 * 16_000) == 1500  # the piece and its margin
     assert rule.frames(28 * 16_000) == 3000  # never past Whisper's window
     assert WindowRule(enabled=False).frames(2 * 16_000) == 3000
+    # A voice note's window may be shorter than what the decoder sees; a long recording's run not.
+    default = WindowRule(min_s=5)
+    assert default.frames(1 * 16_000) == 500
+    assert default.frames(1 * 16_000, note=False) == default.decoder_frames == 1500
+    assert default.frames(20 * 16_000, note=False) == 2300
+    assert default.silent_tail
+    assert not WindowRule(min_s=15).silent_tail
 
 
 def test_sized_windows_share_no_state_between_concurrent_calls(make_settings, jfk_samples):
@@ -140,3 +147,38 @@ def test_the_silent_window_is_computed_once_and_kept(make_settings, tmp_path):
     blocked.write_text("not a directory")
     np.testing.assert_allclose(silent_window(model, blocked, "key"), first, atol=1e-4)
     assert sorted(p.name for p in cache.iterdir()) == ["file", "silent-window-key.npy"]
+
+
+def test_a_runaway_second_decode_leaves_the_first_standing(make_settings, monkeypatch, jfk_samples):
+    """Whisper's fallbacks sample at temperatures up to 1.0 and can run away on a few words (in
+    one suite run 70 words of "2.0.0.0..." for a 1.7 s Mongolian command). Sampling cannot be
+    made to do that on demand, so here the real decodes are made to look so: the sized window's
+    under Whisper's log-probability threshold, the 30 s window's a loop past the allowance."""
+    from chatserver.speech.engines.faster import FasterWhisperEngine, token_allowance
+    from chatserver.speech.engines.sized_window import SizedWindow
+    from chatserver.speech.transcript import Transcript
+
+    engine = load_engine(make_settings(window_min_s=5))
+    note = jfk_samples[: 3 * 16_000]
+    real = FasterWhisperEngine._decode
+    loop_tokens = token_allowance(note.size) + 1
+
+    def decode(model, audio, options, progress, on_segment, max_new_tokens=None):
+        decoded = real(model, audio, options, progress, on_segment, max_new_tokens)
+        if isinstance(model, SizedWindow):
+            unsure = [s.model_copy(update={"avg_logprob": -1.5}) for s in decoded.segments]
+            return Transcript.of_segments(unsure, decoded.language, decoded.duration)
+        loop = decoded.segments[0].model_copy(update={"text": " 2.0" * 40, "tokens": [0] * loop_tokens})
+        return Transcript.of_segments([loop], decoded.language, decoded.duration)
+
+    monkeypatch.setattr(FasterWhisperEngine, "_decode", staticmethod(decode))
+    seen = []
+    options = TranscribeOptions(language="en", beam_size=5, note=True)
+    kept = engine.transcribe(note, options, on_segment=seen.append)
+    assert "2.0" not in kept.text
+    assert normalise(kept.text).startswith("and so my fellow")
+    assert seen == kept.segments  # handed on once, the chosen ones
+
+    # A second decode within the allowance is taken, as the bare engine would.
+    loop_tokens = 3
+    assert "2.0" in engine.transcribe(note, options).text

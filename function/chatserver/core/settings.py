@@ -71,13 +71,13 @@ class Settings(BaseSettings):
     # 0.411 against 0.093 clip by clip), 20 s 0.155, 15 s 0.093 (README).
     piece_max_s: float = Field(default=15.0, gt=1, le=28)
     # The default engine's encoder window sized to each piece (engines/faster.py WindowRule):
-    # min(30 s, max(window_min_s, piece + window_margin_s)); where a window is shorter than
-    # window_decoder_min_s, the decoder sees a silent window's encoding past it (sized_window.py).
+    # min(30 s, max(window_min_s, piece + window_margin_s)); where a voice note's window is
+    # shorter than window_decoder_min_s, the decoder sees a silent window's encoding past it
+    # (sized_window.py), and a long recording's runs keep windows of window_decoder_min_s or more.
     # On the 355 clips of ../shared/commands and ../shared/audio up to 15 s, language given
-    # (corpus WER, 1919 words; the bare engine 0.235): 15 s 0.232; 5 s with the silent tail to 15 s
-    # 0.233 in 0.34x the bare engine's time against 0.43x; a 5 s window alone 0.729. The 5 s floor
-    # is not the default yet: in the suite a note it sent to the 30 s window came back as 70 words
-    # from Whisper's sampled fallbacks, and a joined French recording lost words (README).
+    # (corpus WER, 1919 words; the bare engine 0.234-0.235): a 5 s floor 0.233-0.234 in 0.34x the
+    # bare engine's time, 15 s 0.232 in 0.43x; a 5 s window alone 0.729. 15 s stays the default
+    # while the joined French recording is 0.037 off its clips at 5 s (README, "Voice notes").
     sized_window: bool = True
     window_min_s: float = Field(default=15.0, ge=3, le=30)
     window_decoder_min_s: float = Field(default=15.0, ge=3, le=30)

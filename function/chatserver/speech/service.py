@@ -145,8 +145,10 @@ class TranscriptionService:
             duration,
         )
         language = options.language or self._detect(samples, pieces)[0].code
-        # The caller's prompt conditions the first window of the recording only.
-        first = options.model_copy(update={"language": language})
+        # The caller's prompt conditions the first window of the recording only. A voice note (one
+        # piece, ``_cut``) may get the engine's shortest window; a long recording's runs may not.
+        note = samples.size <= self.settings.piece_max_s * SAMPLE_RATE
+        first = options.model_copy(update={"language": language, "note": note})
         later = first.model_copy(update={"prompt": None})
         segments: list[DecodedSegment] = []
         retried = 0

@@ -29,6 +29,13 @@ def cpu_threads(settings: Settings) -> int:
     return max(1, len(os.sched_getaffinity(0)) // settings.max_concurrent_jobs)
 
 
+def window_rule(settings: Settings) -> WindowRule:
+    """The sized window's rule from the settings (faster-whisper)."""
+    return WindowRule(
+        settings.sized_window, settings.window_min_s, settings.window_margin_s, settings.window_decoder_min_s
+    )
+
+
 def load_engine(settings: Settings) -> Engine:
     """The engine for these settings, loaded once per process and shared by every caller."""
     return _load(
@@ -38,12 +45,7 @@ def load_engine(settings: Settings) -> Engine:
         settings.compute_type,
         cpu_threads(settings),
         settings.max_concurrent_jobs,
-        WindowRule(
-            settings.sized_window,
-            settings.window_min_s,
-            settings.window_margin_s,
-            settings.window_decoder_min_s,
-        ),
+        window_rule(settings),
     )
 
 

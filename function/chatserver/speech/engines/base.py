@@ -38,6 +38,9 @@ class TranscribeOptions(BaseModel):
     # The audio is one run of speech (service.py): an engine may decode it as one segment,
     # without Whisper's timestamp tokens (faster-whisper does in its sized window).
     one_segment: bool = False
+    # The audio is a whole voice note (service.py), not a run of a longer recording: only a
+    # note's window goes under what the decoder sees (WindowRule).
+    note: bool = False
 
 
 FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms frames
@@ -66,11 +69,14 @@ class WindowRule:
         """Whether a window can be shorter than what the decoder is to see."""
         return self.enabled and max(MIN_WINDOW_FRAMES, round(self.min_s * 100)) < self.decoder_frames
 
-    def frames(self, samples: int) -> int:
+    def frames(self, samples: int, note: bool = True) -> int:
+        """A voice note's window may be as short as ``min_s``; a run of a longer recording's no
+        shorter than what the decoder sees (run by run, a 5 s floor lost French words, README)."""
         if not self.enabled:
             return FULL_WINDOW_FRAMES
         wanted = math.ceil((samples / 16_000 + self.margin_s) * 100)
-        return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, round(self.min_s * 100), wanted))
+        floor = round(self.min_s * 100) if note else max(round(self.min_s * 100), self.decoder_frames)
+        return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, floor, wanted))
 
 
 class LanguageGuess(BaseModel):

@@ -138,25 +138,42 @@ class FasterWhisperEngine:
         progress: ProgressCallback | None = None,
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:
-        frames = self.window.frames(audio.size)
+        frames = self.window.frames(audio.size, note=options.note)
+        full = options.model_copy(update={"one_segment": False})
         # Word timestamps align tokens against the whole 30 s window, and language detection
         # belongs to the full window too: only pieces without either are sized.
-        if frames < FULL_WINDOW_FRAMES and not options.word_timestamps and options.language is not None:
-            sized = self._try_sized(audio, options, frames)
-            if sized is not None:
-                for segment in sized.segments:
-                    if on_segment is not None:
-                        on_segment(segment)
-                if progress is not None:
-                    progress(1.0)
-                return sized
-        # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
-        return self._decode(
-            self._model, audio, options.model_copy(update={"one_segment": False}), progress, on_segment
-        )
+        if frames >= FULL_WINDOW_FRAMES or options.word_timestamps or options.language is None:
+            return self._decode(self._model, audio, full, progress, on_segment)
+        first, looks_right = self._try_sized(audio, options, frames)
+        if not looks_right or first is None:
+            # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
+            second = self._decode(self._model, audio, full, progress, None if first else on_segment)
+            if first is None:
+                return second
+            # Whisper's fallbacks sample at temperatures up to 1.0, and on a few words that can
+            # run away (70 words of "2.0.0.0..." for a 1.7 s command): a second decode past the
+            # token allowance, where the first was not, leaves the first standing. (Its segments
+            # are handed on once chosen, so a budget or a client gone stops it only after it.)
+            allowance = token_allowance(audio.size)
+            runaway = allowance is not None and _tokens(second) > allowance >= _tokens(first)
+            if runaway:
+                logger.info(
+                    "the 30 s window ran away (%d tokens): the sized window's stands", _tokens(second)
+                )
+            else:
+                first = second
+        for segment in first.segments:
+            if on_segment is not None:
+                on_segment(segment)
+        if progress is not None:
+            progress(1.0)
+        return first
 
-    def _try_sized(self, audio: np.ndarray, options: TranscribeOptions, frames: int) -> Transcript | None:
-        """The piece decoded in a window of ``frames``, or None where the full window must decide.
+    def _try_sized(
+        self, audio: np.ndarray, options: TranscribeOptions, frames: int
+    ) -> tuple[Transcript | None, bool]:
+        """The piece decoded in a window of ``frames`` (None: Whisper wants a second window), and
+        whether it looks right; where not, the full window decides.
 
         One temperature only: a window that would need Whisper's fallbacks goes to the full
         window (which has them) instead of paying for them here first.
@@ -175,13 +192,13 @@ class FasterWhisperEngine:
             )
         except TailWindow:
             logger.info("sized window of %d frames left a tail: full window instead", frames)
-            return None
+            return None, False
         # A decode that used its whole allowance was cut inside a loop, where Whisper's own
         # checks would have seen it: the full window decides, with them.
         if _suspicious(transcript.segments) or (allowance and _tokens(transcript) >= allowance - 2):
             logger.info("sized window of %d frames looked wrong: full window instead", frames)
-            return None
-        return transcript
+            return transcript, False
+        return transcript, True
 
     @staticmethod
     def _decode(
