@@ -152,10 +152,11 @@ class FasterWhisperEngine:
                 return second
             # Whisper's fallbacks sample at temperatures up to 1.0, and on a few words that can
             # run away (70 words of "2.0.0.0..." for a 1.7 s command): a second decode past the
-            # token allowance, where the first was not, leaves the first standing. (Its segments
-            # are handed on once chosen, so a budget or a client gone stops it only after it.)
+            # token allowance, where the first did not use it up (a loop cut short), leaves the
+            # first standing. (Its segments are handed on once chosen, so a budget or a client
+            # gone stops it only after it.)
             allowance = token_allowance(audio.size)
-            runaway = allowance is not None and _tokens(second) > allowance >= _tokens(first)
+            runaway = allowance is not None and _tokens(second) > allowance > _tokens(first) + 2
             if runaway:
                 logger.info(
                     "the 30 s window ran away (%d tokens): the sized window's stands", _tokens(second)
