@@ -118,11 +118,12 @@ class TranscriptionService:
         """
         limit = self.settings.piece_max_s
         runs = speech_spans(samples, detection or SpeechDetection(), limit)
-        if samples.size > limit * SAMPLE_RATE:
-            pieces = runs
-        else:
-            pieces = group_runs(runs, limit, levels_db(samples, runs))
+        pieces = group_runs(runs, limit, levels_db(samples, runs)) if self._is_note(samples) else runs
         return runs, widen(pieces, samples.size, round(limit * SAMPLE_RATE))
+
+    def _is_note(self, samples: np.ndarray) -> bool:
+        """A recording of at most ``piece_max_s``: a voice note, decoded whole (``_cut``)."""
+        return samples.size <= self.settings.piece_max_s * SAMPLE_RATE
 
     def transcribe_samples(
         self,
@@ -147,8 +148,7 @@ class TranscriptionService:
         language = options.language or self._detect(samples, pieces)[0].code
         # The caller's prompt conditions the first window of the recording only. A voice note (one
         # piece, ``_cut``) may get the engine's shortest window; a long recording's runs may not.
-        note = samples.size <= self.settings.piece_max_s * SAMPLE_RATE
-        first = options.model_copy(update={"language": language, "note": note})
+        first = options.model_copy(update={"language": language, "note": self._is_note(samples)})
         later = first.model_copy(update={"prompt": None})
         segments: list[DecodedSegment] = []
         retried = 0

@@ -142,14 +142,13 @@ class FasterWhisperEngine:
         full = options.model_copy(update={"one_segment": False})
         # Word timestamps align tokens against the whole 30 s window, and language detection
         # belongs to the full window too: only pieces without either are sized.
-        if frames >= FULL_WINDOW_FRAMES or options.word_timestamps or options.language is None:
-            return self._decode(self._model, audio, full, progress, on_segment)
-        first, looks_right = self._try_sized(audio, options, frames)
-        if not looks_right or first is None:
+        sized = frames < FULL_WINDOW_FRAMES and not options.word_timestamps and options.language is not None
+        first, looks_right = self._try_sized(audio, options, frames) if sized else (None, False)
+        if first is None:
             # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
-            second = self._decode(self._model, audio, full, progress, None if first else on_segment)
-            if first is None:
-                return second
+            return self._decode(self._model, audio, full, progress, on_segment)
+        if not looks_right:
+            second = self._decode(self._model, audio, full, progress, None)
             # Whisper's fallbacks sample at temperatures up to 1.0, and on a few words that can
             # run away (70 words of "2.0.0.0..." for a 1.7 s command): a second decode past the
             # token allowance, where the first did not use it up (a loop cut short), leaves the
@@ -274,7 +273,11 @@ class FasterWhisperEngine:
 def _weights_key(location: str, compute_type: str) -> str:
     """Names the weights, precision and CTranslate2 release an encoding was computed with."""
     model_bin = Path(location) / "model.bin"
-    stamp = f"{model_bin.stat().st_size}:{model_bin.stat().st_mtime_ns}" if model_bin.is_file() else ""
+    try:
+        found = model_bin.stat()
+        stamp = f"{found.st_size}:{found.st_mtime_ns}"
+    except OSError:  # an official name, or a single-file model
+        stamp = ""
     text = f"{Path(location).resolve()}|{stamp}|{compute_type}|{ctranslate2.__version__}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
