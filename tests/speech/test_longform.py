@@ -1,8 +1,14 @@
 """Long recordings cut at silences into pieces, each decoded on its own (issues 9 and 18).
 
 The long recordings are built here from the clips of ../shared/audio (per language) and of
-../shared/commands (English), joined with 0.6 s of silence between them, so the clip boundaries
-are known. Each clip on its own is transcribed once for the whole run (conftest.py).
+../shared/commands (English), joined with silence between them, so the clip boundaries are
+known. Each clip on its own is transcribed once for the whole run (conftest.py).
+
+Whisper's words in a run move with where its window starts: the 20 French clips joined with
+pauses of 0.5, 0.6, 0.7 and 1.0 s came out at 0.267, 0.283, 0.250 and 0.242 (240 words), the
+runs decoded the same way each time, a spread wider than issue 18's bound (0.03). So each
+recording is joined with each of those pauses, and the bound holds for the four together
+(all their edits over all their words), which a recording that really loses words still fails.
 """
 
 import sys
@@ -25,6 +31,7 @@ from tests.support.engines import EngineWrapper
 
 LANGUAGES = ("de", "en", "es", "fr")
 GAP_S = 0.6
+PAUSES_S = (0.5, GAP_S, 0.7, 1.0)
 # The clips of ../shared/audio per language, and the English commands of ../shared/commands
 # (issue 18: one-line commands joined were where a long English recording lost words).
 JOINED = {
@@ -40,15 +47,15 @@ class Joined:
     references: list[str]
 
 
-def join(clips: list[Clip], clip_samples: dict[str, np.ndarray]) -> Joined:
-    gap = np.zeros(round(GAP_S * SAMPLE_RATE), dtype=np.float32)
+def join(clips: list[Clip], clip_samples: dict[str, np.ndarray], pause_s: float = GAP_S) -> Joined:
+    gap = np.zeros(round(pause_s * SAMPLE_RATE), dtype=np.float32)
     parts, bounds, references, at = [], [], [], 0.0
     for item in clips:
         samples = clip_samples[key(item)]
         parts += [samples, gap]
         bounds.append((at, at + samples.size / SAMPLE_RATE))
         references.append(item.reference)
-        at += samples.size / SAMPLE_RATE + GAP_S
+        at += (samples.size + gap.size) / SAMPLE_RATE
     return Joined(np.concatenate(parts[:-1]), bounds, references)
 
 
@@ -59,14 +66,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> TranscriptionService:
 
 
 # Every clip is transcribed once for the whole run (conftest.py); the joined recordings here, once
-# per module: the tests that use them are marked slow.
+# per module, by a service of two workers (a long recording's pieces decode two at once, the same
+# words as one at a time: test_pieces_decoded_at_once_come_back_as_one_at_a_time), so the four
+# pauses cost twice one on two cores. The tests that use them are marked slow.
 @pytest.fixture(scope="module")
-def joined(service, transcribed) -> dict[str, tuple[Joined, Transcript]]:
+def joined(tmp_path_factory, transcribed) -> dict[str, list[tuple[Joined, Transcript]]]:
+    settings = Settings(tmp_dir=tmp_path_factory.mktemp("joined-tmp"), max_concurrent_jobs=2)
+    service = TranscriptionService(settings, load_engine(settings))
     results = {}
     for name, clips in JOINED.items():
-        language = clips[0].language
-        recording = join(clips, transcribed.samples)
-        results[name] = (recording, service.transcribe_samples(recording.samples, service.options(language)))
+        options = service.options(clips[0].language)
+        recordings = [join(clips, transcribed.samples, pause) for pause in PAUSES_S]
+        results[name] = [(r, service.transcribe_samples(r.samples, options)) for r in recordings]
     return results
 
 
@@ -74,22 +85,26 @@ def joined(service, transcribed) -> dict[str, tuple[Joined, Transcript]]:
 @TRANSCRIBED_TIMEOUT
 @pytest.mark.parametrize("name", JOINED)
 def test_joined_recording_loses_no_more_than_clip_by_clip(name, joined, transcribed, capsys):
-    recording, transcript = joined[name]
     clips = JOINED[name]
     separate, _ = corpus_wer([c.reference for c in clips], [transcribed.service[key(c)].text for c in clips])
-    together, words = corpus_wer([" ".join(recording.references)], [transcript.text])
+    references = [" ".join(r.references) for r, _ in joined[name]]
+    texts = [t.text for _, t in joined[name]]
+    together, words = corpus_wer(references, texts)
+    each = ", ".join(
+        f"{p} s {corpus_wer([r], [t])[0]:.3f}" for p, r, t in zip(PAUSES_S, references, texts, strict=True)
+    )
+    found = f"{name}: joined {together:.3f} ({each}), clip by clip {separate:.3f}"
     with capsys.disabled():
-        sys.stdout.write(
-            f"\n[long recordings] {name}: joined {together:.3f}, clip by clip {separate:.3f} ({words})\n"
-        )
-    assert together <= separate + 0.03, f"{name}: joined {together:.3f}, clip by clip {separate:.3f}"
+        sys.stdout.write(f"\n[long recordings] {found} ({words // len(PAUSES_S)} words)\n")
+    assert together <= separate + 0.03, found
 
 
 @pytest.mark.slow
 @TRANSCRIBED_TIMEOUT
 @pytest.mark.parametrize("name", JOINED)
-def test_joined_segments_in_order_inside_the_duration_and_the_clips(name, joined):
-    recording, transcript = joined[name]
+@pytest.mark.parametrize("pause", range(len(PAUSES_S)), ids=[f"{p}s" for p in PAUSES_S])
+def test_joined_segments_in_order_inside_the_duration_and_the_clips(name, pause, joined):
+    recording, transcript = joined[name][pause]
     duration = recording.samples.size / SAMPLE_RATE
     assert transcript.duration == pytest.approx(duration, abs=0.01)
     assert transcript.segments

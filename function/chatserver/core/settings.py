@@ -76,10 +76,9 @@ class Settings(BaseSettings):
     # (sized_window.py), and a long recording's runs keep windows of window_decoder_min_s or more.
     # On the 355 clips of ../shared/commands and ../shared/audio up to 15 s, language given
     # (corpus WER, 1919 words; the bare engine 0.234-0.235): a 5 s floor 0.233-0.234 in 0.34x the
-    # bare engine's time, 15 s 0.232 in 0.43x; a 5 s window alone 0.729. 15 s stays the default
-    # while the joined French recording is 0.037 off its clips at 5 s (README, "Voice notes").
+    # bare engine's time, 15 s 0.232 in 0.43x; a 5 s window alone 0.729 (README, "Voice notes").
     sized_window: bool = True
-    window_min_s: float = Field(default=15.0, ge=3, le=30)
+    window_min_s: float = Field(default=5.0, ge=3, le=30)
     window_decoder_min_s: float = Field(default=15.0, ge=3, le=30)
     window_margin_s: float = Field(default=3.0, ge=0, le=10)
     # Engine seconds a transcription may use: this many per second of audio, never under the

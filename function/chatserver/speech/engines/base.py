@@ -56,7 +56,7 @@ class WindowRule:
     """
 
     enabled: bool = True
-    min_s: float = 15.0  # core/settings.py window_min_s says why
+    min_s: float = 5.0  # core/settings.py window_min_s says why
     margin_s: float = 3.0
     decoder_min_s: float = 15.0
 
