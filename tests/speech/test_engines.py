@@ -182,3 +182,37 @@ def test_a_runaway_second_decode_leaves_the_first_standing(make_settings, monkey
     # A second decode within the allowance is taken, as the bare engine would.
     loop_tokens = 3
     assert "2.0" in engine.transcribe(note, options).text
+
+
+def test_a_voice_note_leaves_pyav_unloaded_until_live_audio_needs_it(tmp_path):
+    """faster-whisper imports PyAV for a decoder the service never calls: its libraries were 0.2 s
+    of a cold start, so it loads on first use (speech/__init__.py). In a fresh process, as the
+    server starts: the app and the model loaded, a voice note transcribed, then live audio."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from pathlib import Path
+import chatserver.api.app
+from chatserver.core.settings import Settings
+from chatserver.speech.service import TranscriptionService
+service = TranscriptionService.from_settings(Settings(tmp_dir=sys.argv[1]))
+print(service.transcribe(Path(sys.argv[2]), service.options("en")).text.strip())
+print(type(sys.modules["av"]).__name__)
+from chatserver.speech.pcm import Pcm16Resampler
+print(Pcm16Resampler().feed(bytes(960)).size, type(sys.modules["av"]).__name__)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(JFK.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    text, before, after = done.stdout.strip().splitlines()
+    assert normalise(text) == normalise(JFK.reference)
+    assert before == "_LoadedOnFirstUse"
+    resampled, loaded = after.split()
+    # 480 samples at 24 kHz are 320 at 16 kHz, less what the real resampler's filter holds back.
+    assert (loaded, 300 <= int(resampled) <= 320) == ("module", True)

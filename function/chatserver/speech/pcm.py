@@ -51,7 +51,7 @@ class Pcm16Resampler:
         return tail
 
 
-def _to_float(frames: list[av.AudioFrame]) -> np.ndarray:
+def _to_float(frames: "list[av.AudioFrame]") -> np.ndarray:  # quoted: av loads on first use
     if not frames:
         return np.zeros(0, dtype=np.float32)
     pcm = np.concatenate([f.to_ndarray().ravel() for f in frames])
