@@ -216,3 +216,28 @@ print(Pcm16Resampler().feed(bytes(960)).size, type(sys.modules["av"]).__name__)
     resampled, loaded = after.split()
     # 480 samples at 24 kHz are 320 at 16 kHz, less what the real resampler's filter holds back.
     assert (loaded, 300 <= int(resampled) <= 320) == ("module", True)
+
+
+def test_a_language_the_short_window_is_unsure_of_is_detected_again_in_the_decoders(
+    make_settings, jfk_samples, caplog
+):
+    """stp-fr-10 ("combien fait-il", 1.9 s): its 5 s window's best guess is English at 0.18; a
+    window of the decoder's 15 s says French, as the bare engine's 30 s does (measured here)."""
+    import logging
+
+    engine = load_engine(make_settings())
+    note = decode(clip("stp-fr-10.wav").path, ffmpeg=ffmpeg_executable(None), timeout_s=30, max_seconds=60)
+    frames = engine.window.frames(note.size)
+    short = engine._sized(frames).detect_language_of(note, keep=False)
+    wide = engine._sized(engine.window.decoder_frames).detect_language_of(note, keep=False)
+    assert (frames, short[0][0], wide[0][0]) == (500, "en", "fr")
+    assert short[0][1] < 0.5
+
+    with caplog.at_level(logging.INFO, logger="chatserver.speech.engines.faster"):
+        detected = engine.detect_language(note)
+        assert [(g.code, g.probability) for g in detected] == wide
+        assert "again in 1500" in caplog.text
+        caplog.clear()
+        # A language the short window is sure of stands: one detection.
+        assert engine.detect_language(jfk_samples[: 3 * 16_000])[0].code == "en"
+        assert "again in" not in caplog.text

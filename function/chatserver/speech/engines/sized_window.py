@@ -120,13 +120,15 @@ class SizedWindow(WhisperModel):
         # The silent encoding up to what the decoder is to see (encoder positions are 2 frames).
         self._silence = None if silence is None else silence[:, : decoder_frames // 2]
         self._detecting = False
+        self._keep = True
 
     def encode(self, features: np.ndarray) -> Any:
         # generate_segments pads every window to 3000 frames; the encoder sees only ours.
         window = features[..., : self._frames]
         if self._detecting:
             encoded = self._full_window(super().encode(window))
-            self._encodings.keep(window, encoded)
+            if self._keep:
+                self._encodings.keep(window, encoded)
             return encoded
         self._windows += 1
         if self._windows > 1:
@@ -146,11 +148,13 @@ class SizedWindow(WhisperModel):
             np.concatenate([own, self._silence[:, own.shape[1] :]], axis=1)
         )
 
-    def detect_language_of(self, audio: np.ndarray) -> list[tuple[str, float]]:
+    def detect_language_of(self, audio: np.ndarray, keep: bool = True) -> list[tuple[str, float]]:
+        """Language probabilities, most likely first; ``keep``: the encoding is kept for the
+        decoding of this audio in this window that follows."""
         # The features cut as transcribe() cuts its first window (without the last frame, which
         # comes from padding), so that decoding this audio next finds the encoding.
         features = self.feature_extractor(audio)[..., :-1]
-        self._detecting = True
+        self._detecting, self._keep = True, keep
         try:
             return self.detect_language(features=features)[2]
         finally:
