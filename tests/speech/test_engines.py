@@ -154,7 +154,8 @@ def test_a_runaway_second_decode_leaves_the_first_standing(make_settings, monkey
     one suite run 70 words of "2.0.0.0..." for a 1.7 s Mongolian command). Sampling cannot be
     made to do that on demand, so here the real decodes are made to look so: the sized window's
     under Whisper's log-probability threshold, the 30 s window's a loop past the allowance."""
-    from chatserver.speech.engines.faster import FasterWhisperEngine, token_allowance
+    from chatserver.speech.engines.decode_checks import token_allowance
+    from chatserver.speech.engines.faster import FasterWhisperEngine
     from chatserver.speech.engines.sized_window import SizedWindow
     from chatserver.speech.transcript import Transcript
 

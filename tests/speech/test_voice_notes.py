@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from chatserver.speech.audio import SAMPLE_RATE
-from chatserver.speech.engines import faster
+from chatserver.speech.engines import decode_checks
 from chatserver.speech.transcript import DecodedSegment, Word
 from tests.speech.conftest import TRANSCRIBED_TIMEOUT, VOICE_NOTES, Transcribed, key
 from tests.support.corpus import Clip, clip, corpus_wer
@@ -126,10 +126,12 @@ def test_a_segment_set_to_its_run_clamps_its_words():
 
 
 def test_repeated_phrases_are_suspicious():
-    assert faster._repeated_phrase("Serra con llave puerta principal. Serra con llave puerta principal.")
-    assert faster._repeated_phrase("B B")
-    assert not faster._repeated_phrase("Turn the lights on, and then turn the lights off.")
-    assert not faster._repeated_phrase("One.")
+    assert decode_checks.repeated_phrase(
+        "Serra con llave puerta principal. Serra con llave puerta principal."
+    )
+    assert decode_checks.repeated_phrase("B B")
+    assert not decode_checks.repeated_phrase("Turn the lights on, and then turn the lights off.")
+    assert not decode_checks.repeated_phrase("One.")
 
 
 def test_a_window_that_uses_its_whole_allowance_goes_to_the_full_window(service, monkeypatch, caplog):
@@ -137,8 +139,8 @@ def test_a_window_that_uses_its_whole_allowance_goes_to_the_full_window(service,
     30 s window decodes the note instead, and the whole sentence comes back."""
     item = clip("jfk.flac")
     options = service.options("en")
-    monkeypatch.setattr(faster, "_TOKENS_BASE", 2)
-    monkeypatch.setattr(faster, "_TOKENS_PER_SECOND", 0.5)
+    monkeypatch.setattr(decode_checks, "_TOKENS_BASE", 2)
+    monkeypatch.setattr(decode_checks, "_TOKENS_PER_SECOND", 0.5)
     with caplog.at_level("INFO", logger="chatserver.speech.engines.faster"):
         transcript = service.transcribe(item.path, options)
     assert any("full window instead" in r.getMessage() for r in caplog.records)
@@ -146,6 +148,6 @@ def test_a_window_that_uses_its_whole_allowance_goes_to_the_full_window(service,
 
 
 def test_the_token_allowance_follows_the_duration():
-    assert faster.token_allowance(2 * SAMPLE_RATE) == 32 + 40
+    assert decode_checks.token_allowance(2 * SAMPLE_RATE) == 32 + 40
     # Past what a window with Whisper's longest prompt may decode, Whisper's own bound applies.
-    assert faster.token_allowance(15 * SAMPLE_RATE) is None
+    assert decode_checks.token_allowance(15 * SAMPLE_RATE) is None
