@@ -129,3 +129,33 @@ def test_oversize_upload_is_refused_while_it_streams(tmp_path, tmp_audio_dir):
         assert sent < planned / 4, f"{sent} bytes went out before the refusal"
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
     assert list(tmp_audio_dir.iterdir()) == []
+
+
+def test_a_tmp_dir_that_does_not_exist_yet_is_created_at_start(tmp_path):
+    """It gave a 500 on every upload: tempfile's directory was missing."""
+    missing = tmp_path / "not" / "yet"
+    big = b"\0" * (2 * 1024 * 1024)  # past Starlette's 1 MB spool: a file in CHATSERVER_TMP_DIR
+    with uvicorn_server({"CHATSERVER_TMP_DIR": str(missing)}, tmp_path / "uvicorn.log") as server:
+        assert missing.is_dir()
+        note = httpx.post(
+            f"{server.url}/transcribe", files={"file": ("jfk.flac", JFK.path.read_bytes())}, timeout=120
+        )
+        noise = httpx.post(f"{server.url}/transcribe", files={"file": ("zeros.wav", big)}, timeout=120)
+    assert note.status_code == 200, note.text
+    assert "ask not" in note.json()["transcript"].lower()
+    assert noise.status_code == 415, noise.text  # not audio: the client's error, not a 500
+    assert list(missing.iterdir()) == []  # nothing outlives its request
+
+
+def test_a_tmp_dir_that_cannot_be_used_is_refused_at_start(tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    from chatserver.core.settings import Settings
+
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    with pytest.raises(ValidationError, match=r"CHATSERVER_TMP_DIR .*a-file.* cannot be created"):
+        Settings(tmp_dir=taken / "tmp")
+    with pytest.raises(ValidationError, match=r"CHATSERVER_TMP_DIR .*a-file.* cannot be created"):
+        Settings(tmp_dir=taken)

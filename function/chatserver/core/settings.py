@@ -1,5 +1,6 @@
 """Every setting, read once from the environment (prefix ``CHATSERVER_``)."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -189,6 +190,27 @@ class Settings(BaseSettings):
     # twice its own last duration), for the words shown while the user speaks.
     realtime_partial_interval_s: float = Field(default=1.0, ge=0.2)
     # --- end of live dictation --------------------------------------------------------------------
+
+    @field_validator("tmp_dir")
+    @classmethod
+    def _usable_tmp_dir(cls, value: Path | None) -> Path | None:
+        """Created where it is missing, refused at start where it cannot be used: otherwise every
+        upload past Starlette's 1 MB spool, and every decode, failed with a 500."""
+        if value is None:
+            return None
+        try:
+            value.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"CHATSERVER_TMP_DIR {str(value)!r} cannot be created ({exc.strerror}): "
+                "name a writable directory, or leave it unset for the system's"
+            ) from exc
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"CHATSERVER_TMP_DIR {str(value)!r} is not writable by this process: "
+                "name a writable directory, or leave it unset for the system's"
+            )
+        return value
 
     @model_validator(mode="after")
     def _results_outside_uploads(self) -> "Settings":
