@@ -70,7 +70,7 @@ class FasterWhisperEngine:
             num_workers=workers,
             download_root=str(download_root),
         )
-        # Only where a window can be shorter than the decoder's minimum (not with the defaults).
+        # Only where a window can be shorter than the decoder's minimum (the defaults: 5 s and 15 s).
         self._silence = (
             silent_window(self._model, download_root, _weights_key(model.location, compute_type))
             if self.window.silent_tail
