@@ -149,11 +149,12 @@ def test_the_silent_window_is_computed_once_and_kept(make_settings, tmp_path):
     assert sorted(p.name for p in cache.iterdir()) == ["file", "silent-window-key.npy"]
 
 
-def test_a_runaway_second_decode_leaves_the_first_standing(make_settings, monkeypatch, jfk_samples):
-    """Whisper's fallbacks sample at temperatures up to 1.0 and can run away on a few words (in
-    one suite run 70 words of "2.0.0.0..." for a 1.7 s Mongolian command). Sampling cannot be
-    made to do that on demand, so here the real decodes are made to look so: the sized window's
-    under Whisper's log-probability threshold, the 30 s window's a loop past the allowance."""
+def test_a_second_decode_that_looks_wrong_too_leaves_the_first(make_settings, monkeypatch, jfk_samples):
+    """Whisper's fallbacks sample at temperatures up to 1.0: on a few words they can run away (224
+    tokens of symbols for a 2.7 s Mongolian command, 2 draws in 12 here) or fail every threshold
+    with a different draw each run. Sampling cannot be made to do either on demand, so here the real
+    decodes are made to look so: the sized window's under Whisper's log-probability threshold,
+    the 30 s window's as each case says."""
     from chatserver.speech.engines.decode_checks import token_allowance
     from chatserver.speech.engines.faster import FasterWhisperEngine
     from chatserver.speech.engines.sized_window import SizedWindow
@@ -161,28 +162,43 @@ def test_a_runaway_second_decode_leaves_the_first_standing(make_settings, monkey
 
     engine = load_engine(make_settings(window_min_s=5))
     note = jfk_samples[: 3 * 16_000]
+    allowance = token_allowance(note.size)
     real = FasterWhisperEngine._decode
-    loop_tokens = token_allowance(note.size) + 1
+    second = {}
+    first_loops = False
 
     def decode(model, audio, options, progress, on_segment, max_new_tokens=None):
         decoded = real(model, audio, options, progress, on_segment, max_new_tokens)
         if isinstance(model, SizedWindow):
-            unsure = [s.model_copy(update={"avg_logprob": -1.5}) for s in decoded.segments]
+            update = {"avg_logprob": -1.5}
+            if first_loops:  # stopped at its allowance inside a loop, cut mid-word
+                update |= {"text": " Ask not. ask not, Ask no", "tokens": [0] * allowance}
+            unsure = [s.model_copy(update=update) for s in decoded.segments]
             return Transcript.of_segments(unsure, decoded.language, decoded.duration)
-        loop = decoded.segments[0].model_copy(update={"text": " 2.0" * 40, "tokens": [0] * loop_tokens})
-        return Transcript.of_segments([loop], decoded.language, decoded.duration)
+        return Transcript.of_segments([decoded.segments[0].model_copy(update=second)], "en", decoded.duration)
 
     monkeypatch.setattr(FasterWhisperEngine, "_decode", staticmethod(decode))
-    seen = []
     options = TranscribeOptions(language="en", beam_size=5, note=True)
+
+    # Past the allowance: a runaway.
+    second = {"text": " 2.0" * 40, "tokens": [0] * (allowance + 1), "avg_logprob": -0.1}
+    seen = []
     kept = engine.transcribe(note, options, on_segment=seen.append)
     assert "2.0" not in kept.text
     assert normalise(kept.text).startswith("and so my fellow")
     assert seen == kept.segments  # handed on once, the chosen ones
-
-    # A second decode within the allowance is taken, as the bare engine would.
-    loop_tokens = 3
-    assert "2.0" in engine.transcribe(note, options).text
+    # Every temperature under Whisper's threshold: the temperature-0 decode, not the last draw.
+    second = {"text": " Sampled words.", "tokens": [0] * 4, "avg_logprob": -1.2, "temperature": 1.0}
+    assert normalise(engine.transcribe(note, options).text).startswith("and so my fellow")
+    # A first decode cut inside a loop stands as the loop's first pass, its tokens with it.
+    first_loops = True
+    (segment,) = engine.transcribe(note, options).segments
+    assert segment.text.strip() == "Ask not."
+    assert segment.tokens == engine._model.hf_tokenizer.encode(" Ask not.", add_special_tokens=False).ids
+    # A second decode within the allowance that passes Whisper's thresholds is taken, as the
+    # bare engine's.
+    second = {"text": " Sampled words.", "tokens": [0] * 4, "avg_logprob": -0.4, "temperature": 0.6}
+    assert engine.transcribe(note, options).text == "Sampled words."
 
 
 def test_a_voice_note_leaves_pyav_unloaded_until_live_audio_needs_it(tmp_path):

@@ -134,15 +134,38 @@ def test_repeated_phrases_are_suspicious():
     assert not decode_checks.repeated_phrase("One.")
 
 
+def test_a_loop_is_known_by_its_first_pass():
+    """A decode stopped at its token allowance inside a loop: the phrase, case and punctuation
+    aside, over and over, the last pass cut anywhere."""
+    loop = decode_checks.loop_phrase
+    assert loop(" Active mode partie active mode partie active mo") == " Active mode partie"
+    assert loop(" riprendi il timer riprendi il timer riprendi il timer rip") == " riprendi il timer"
+    assert loop(" ὁ ὁ ὁ ὁ ὁ") == " ὁ"
+    assert loop(" Close the windows. Close the windows") == " Close the windows."
+    assert loop(" Close the windows. Close the doors") is None
+    assert loop(" Turn the lights on, and then turn the lights off.") is None
+    assert loop(" One.") is None
+    assert loop("") is None
+
+
 def test_a_window_that_uses_its_whole_allowance_goes_to_the_full_window(service, monkeypatch, caplog):
     """With an allowance too small for the words, the sized window's decode is cut short: the
-    30 s window decodes the note instead, and the whole sentence comes back."""
-    item = clip("jfk.flac")
-    options = service.options("en")
-    monkeypatch.setattr(decode_checks, "_TOKENS_BASE", 2)
-    monkeypatch.setattr(decode_checks, "_TOKENS_PER_SECOND", 0.5)
+    30 s window decodes the note instead, and the whole sentence comes back. The allowance is
+    made small for the sized window only: the 30 s window's decode is held against the real one
+    (for this 11 s clip Whisper's own), as a real loop's would be."""
+    from chatserver.speech.engines.faster import FasterWhisperEngine
+
+    real = FasterWhisperEngine._try_sized
+
+    def cut_short(engine, *args):
+        with monkeypatch.context() as small:
+            small.setattr(decode_checks, "_TOKENS_BASE", 2)
+            small.setattr(decode_checks, "_TOKENS_PER_SECOND", 0.5)
+            return real(engine, *args)
+
+    monkeypatch.setattr(FasterWhisperEngine, "_try_sized", cut_short)
     with caplog.at_level("INFO", logger="chatserver.speech.engines.faster"):
-        transcript = service.transcribe(item.path, options)
+        transcript = service.transcribe(clip("jfk.flac").path, service.options("en"))
     assert any("full window instead" in r.getMessage() for r in caplog.records)
     assert "ask not what your country can do for you" in transcript.text.lower()
 

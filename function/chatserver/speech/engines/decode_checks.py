@@ -45,8 +45,35 @@ def repeated_phrase(text: str) -> bool:
     return any(n % size == 0 and words == words[:size] * (n // size) for size in range(1, n // 2 + 1))
 
 
+def loop_phrase(text: str) -> str | None:
+    """``text`` up to the end of its first pass where it is one phrase over and over, the last
+    pass cut anywhere (a decode stopped inside a loop); None where it is not.
+
+    Words compare case and punctuation aside: a loop often starts "Active mode partie" and goes
+    on " active mode partie".
+    """
+    spans = list(re.finditer(r"\S+", text))
+    keys = [re.sub(r"\W", "", m.group().casefold()) for m in spans]
+    n = len(keys)
+    for size in range(1, n // 2 + 1):
+        passes = all(keys[i] == keys[i - size] for i in range(size, n - 1))
+        if passes and keys[n - 1 - size].startswith(keys[n - 1]):
+            return text[: spans[size - 1].end()]
+    return None
+
+
 def tokens(transcript: Transcript) -> int:
     return sum(len(s.tokens) for s in transcript.segments)
+
+
+def used_up(transcript: Transcript, allowance: int | None) -> bool:
+    """Whether a decode ran to its token allowance: stopped there, inside a loop."""
+    return allowance is not None and tokens(transcript) >= allowance - 2
+
+
+def past(transcript: Transcript, allowance: int | None) -> bool:
+    """Whether a decode holds more tokens than the audio could carry (twice the fastest speech)."""
+    return allowance is not None and tokens(transcript) > allowance
 
 
 def token_allowance(samples: int) -> int | None:

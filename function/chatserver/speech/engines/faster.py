@@ -33,7 +33,7 @@ from .base import (
     TranscribeOptions,
     WindowRule,
 )
-from .decode_checks import max_new_tokens, suspicious, token_allowance, tokens
+from .decode_checks import loop_phrase, max_new_tokens, past, suspicious, token_allowance, tokens, used_up
 from .models import ResolvedModel
 from .sized_window import Encodings, SizedWindow, TailWindow, silent_window
 
@@ -94,18 +94,9 @@ class FasterWhisperEngine:
             # The 30 s window decodes as the bare engine does: timestamps, Whisper's fallbacks.
             return self._decode(self._model, audio, full, progress, on_segment)
         if not looks_right:
+            # Its segments are handed on once chosen, so a budget or a client gone stops it only after it.
             second = self._decode(self._model, audio, full, progress, None)
-            # Whisper's fallbacks sample at temperatures up to 1.0, and on a few words that can
-            # run away (70 words of "2.0.0.0..." for a 1.7 s command): a second decode past the
-            # token allowance, where the first did not use it up (a loop cut short), leaves the
-            # first standing. (Its segments are handed on once chosen, so a budget or a client
-            # gone stops it only after it.)
-            allowance = token_allowance(audio.size)
-            runaway = allowance is not None and tokens(second) > allowance > tokens(first) + 2
-            if runaway:
-                logger.info("the 30 s window ran away (%d tokens): the sized window's stands", tokens(second))
-            else:
-                first = second
+            first = self._likelier(first, second, token_allowance(audio.size))
         for segment in first.segments:
             if on_segment is not None:
                 on_segment(segment)
@@ -139,10 +130,34 @@ class FasterWhisperEngine:
             return None, False
         # A decode that used its whole allowance was cut inside a loop, where Whisper's own
         # checks would have seen it: the full window decides, with them.
-        if suspicious(transcript.segments) or (allowance and tokens(transcript) >= allowance - 2):
+        if suspicious(transcript.segments) or used_up(transcript, allowance):
             logger.info("sized window of %d frames looked wrong: full window instead", frames)
             return transcript, False
         return transcript, True
+
+    def _likelier(self, first: Transcript, second: Transcript, allowance: int | None) -> Transcript:
+        """The 30 s window's decode, unless it shows the signs too.
+
+        Where it does, every temperature of Whisper's fallbacks failed its thresholds, or a
+        sample ran past what the note can hold (224 tokens of symbols for a 2.7 s Mongolian
+        command): its text is one draw among many, as likely wrong as the sized window's, and
+        it changes from run to run (on the 17 of 355 notes decoded twice, 12 draws each: the
+        bare engine 29-100 edits on their 60 words, this rule 29-30). The sized window's decode
+        at temperature 0 stands then, the same every time; where it was stopped inside a loop
+        at its allowance, as the loop's first pass.
+        """
+        if not suspicious(second.segments) and not past(second, allowance):
+            return second
+        logger.info("the 30 s window looked wrong too (%d tokens): the sized window's stands", tokens(second))
+        # The segments' own text: Whisper's first token carries the leading space (first.text is stripped).
+        phrase = loop_phrase("".join(s.text for s in first.segments)) if used_up(first, allowance) else None
+        if phrase is None:
+            return first
+        ids = self._model.hf_tokenizer.encode(phrase, add_special_tokens=False).ids
+        segment = first.segments[0].model_copy(
+            update={"text": phrase, "tokens": ids, "end": first.segments[-1].end, "words": None}
+        )
+        return Transcript.of_segments([segment], first.language, first.duration)
 
     @staticmethod
     def _decode(
