@@ -59,20 +59,19 @@ def join(clips: list[Clip], clip_samples: dict[str, np.ndarray], pause_s: float 
     return Joined(np.concatenate(parts[:-1]), bounds, references)
 
 
+# Two workers: a long recording's pieces decode two at once, the same words as one at a time
+# (test_pieces_decoded_at_once_come_back_as_one_at_a_time), so the joined recordings' four pauses
+# cost twice one on two cores.
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> TranscriptionService:
-    settings = Settings(tmp_dir=tmp_path_factory.mktemp("service-tmp"))
+    settings = Settings(tmp_dir=tmp_path_factory.mktemp("service-tmp"), max_concurrent_jobs=2)
     return TranscriptionService(settings, load_engine(settings))
 
 
 # Every clip is transcribed once for the whole run (conftest.py); the joined recordings here, once
-# per module, by a service of two workers (a long recording's pieces decode two at once, the same
-# words as one at a time: test_pieces_decoded_at_once_come_back_as_one_at_a_time), so the four
-# pauses cost twice one on two cores. The tests that use them are marked slow.
+# per module. The tests that use them are marked slow.
 @pytest.fixture(scope="module")
-def joined(tmp_path_factory, transcribed) -> dict[str, list[tuple[Joined, Transcript]]]:
-    settings = Settings(tmp_dir=tmp_path_factory.mktemp("joined-tmp"), max_concurrent_jobs=2)
-    service = TranscriptionService(settings, load_engine(settings))
+def joined(service, transcribed) -> dict[str, list[tuple[Joined, Transcript]]]:
     results = {}
     for name, clips in JOINED.items():
         options = service.options(clips[0].language)

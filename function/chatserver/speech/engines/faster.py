@@ -205,8 +205,8 @@ class FasterWhisperEngine:
             # notes of issue 18: 5 s 286 right, 15 s 292, the bare engine's 30 s 297). Where its
             # best guess is less likely than not, a window of the decoder's length decides (293);
             # the decoding still takes the short window's encoding.
-            wider = max(frames, self.window.decoder_frames)
-            if probabilities[0][1] < _UNSURE_LANGUAGE and wider > frames:
+            wider = self.window.decoder_frames
+            if probabilities[0][1] < _UNSURE_LANGUAGE and frames < wider:
                 logger.info("language %s at %.2f in %d frames: again in %d", *probabilities[0], frames, wider)
                 probabilities = self._sized(wider).detect_language_of(audio, keep=False)
         return [LanguageGuess(code=code, probability=p) for code, p in probabilities]
